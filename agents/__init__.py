@@ -1,0 +1,1 @@
+"""Faust agents: counting (per DPU, per space) and the sinks that write results out."""

@@ -1,0 +1,202 @@
+"""Sink agents: each drains one topic in batches into PostgreSQL (and Redis).
+
+A batch is acknowledged only after its sink flushed it (``take_events`` acks after the loop body),
+and every write is an upsert keyed by the record's Kafka source: at-least-once delivery, written
+exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import orjson
+from faust.types import EventT
+
+from agents.counting import dead_letter, space_counts, telemetry
+from pipeline import topics
+from pipeline.app import app, cfg
+from pipeline.models import DailyReset, Placement, Reject, Reset, parse_placement, parse_reset
+from pipeline.timeutil import from_us
+from sinks.base import BatchingSink
+from sinks.postgres import PostgresSink
+from sinks.redis_mirror import RedisMirror
+
+_RAW = dict(key_serializer="raw", value_serializer="raw")
+events_log = app.topic(cfg.topic(topics.EVENTS), **_RAW)
+placements_in = app.topic(cfg.topic(topics.PLACEMENTS), **_RAW)
+resets_in = app.topic(cfg.topic(topics.RESETS), **_RAW)
+
+REGISTER = {
+    "space": "INSERT INTO spaces (space_id) VALUES (%s) ON CONFLICT DO NOTHING",
+    "doorway": "INSERT INTO doorways (doorway_id) VALUES (%s) ON CONFLICT DO NOTHING",
+    "dpu": "INSERT INTO dpus (dpu_id) VALUES (%s) ON CONFLICT DO NOTHING",
+}
+
+log_sink = PostgresSink("dpu_log", cfg.database_url, {
+    "log": "INSERT INTO dpu_log (topic, \"partition\", \"offset\", kafka_ts, dpu_id, raw) "
+           "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+})
+
+telemetry_sink = PostgresSink("dpu_telemetry", cfg.database_url, {
+    "dpu": REGISTER["dpu"],
+    "telemetry": "INSERT INTO dpu_telemetry (dpu_id, event_ts, direction, event_id, ins, outs, "
+                 "net, doorway_id, placement_at, spaces, source_partition, source_offset, "
+                 "kafka_ts) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                 "ON CONFLICT DO NOTHING",
+})
+
+space_count_sink = PostgresSink("space_count", cfg.database_url, {
+    "space": REGISTER["space"],
+    "count": "INSERT INTO space_count (space_id, event_ts, dpu_id, delta, count_on_arrival, "
+             "counted_on_arrival, source, source_partition, source_offset, seq) "
+             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+})
+
+rejects_sink = PostgresSink("dpu_rejects", cfg.database_url, {
+    "reject": "INSERT INTO dpu_rejects (source_topic, source_partition, source_offset, reason, "
+              "raw, kafka_ts) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+})
+
+placements_sink = PostgresSink("dpu_location", cfg.database_url, {
+    **REGISTER,
+    "placement": "INSERT INTO dpu_placements (dpu_id, installed_at, doorway_id, spaces, "
+                 "source_partition, source_offset) VALUES (%s, %s, %s, %s, %s, %s) "
+                 "ON CONFLICT (dpu_id, installed_at) DO UPDATE SET doorway_id = "
+                 "excluded.doorway_id, spaces = excluded.spaces, source_partition = "
+                 "excluded.source_partition, source_offset = excluded.source_offset",
+    "clear": "DELETE FROM dpu_location WHERE dpu_id = %s AND installed = %s",
+    "location": "INSERT INTO dpu_location (dpu_id, space_id, doorway_id, installed, direction) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (dpu_id, installed, space_id) "
+                "DO UPDATE SET doorway_id = excluded.doorway_id, direction = excluded.direction",
+    # `until` and `current` follow from the DPU's whole history, whatever order it arrived in.
+    "refresh": "UPDATE dpu_location l SET \"until\" = n.next_at, \"current\" = n.next_at IS NULL "
+               "FROM (SELECT installed_at, lead(installed_at) OVER (ORDER BY installed_at) "
+               "AS next_at FROM dpu_placements WHERE dpu_id = %s) n "
+               "WHERE l.dpu_id = %s AND l.installed = n.installed_at",
+})
+
+resets_sink = PostgresSink("space_resets", cfg.database_url, {
+    "space": REGISTER["space"],
+    "reset": "INSERT INTO space_resets (space_id, at, count) VALUES (%s, %s, %s) "
+             "ON CONFLICT (space_id, at) DO UPDATE SET count = excluded.count",
+    "daily": "INSERT INTO space_daily_resets (space_id, local_time, tz, count) "
+             "VALUES (%s, %s, %s, %s) ON CONFLICT (space_id) DO UPDATE SET local_time = "
+             "excluded.local_time, tz = excluded.tz, count = excluded.count, updated_at = now()",
+    "daily_off": "DELETE FROM space_daily_resets WHERE space_id = %s",
+})
+
+space_mirror = RedisMirror(cfg.redis_url, cfg.redis_prefix)
+dpu_mirror = RedisMirror(cfg.redis_url, cfg.redis_prefix)
+
+SINKS: list[BatchingSink] = [log_sink, telemetry_sink, space_count_sink, rejects_sink,
+                             placements_sink, resets_sink, space_mirror, dpu_mirror]
+"""Every sink of this worker, for ``/status`` and ``/metrics``."""
+
+
+async def drain(stream, sinks: Iterable[BatchingSink],
+                add: Callable[[EventT], None]) -> None:
+    """Feed each batch of ``stream`` to ``add``, then flush every sink before the batch is acked."""
+    sinks = list(sinks)
+    async for batch in stream.take_events(cfg.sink_batch_size, within=cfg.sink_flush_s):
+        for event in batch:
+            add(event)
+        for sink in sinks:
+            await sink.flush()
+
+
+def _ms(event: EventT):
+    return from_us(int(event.message.timestamp * 1_000_000))
+
+
+@app.agent(events_log, name="sink-dpu-log")
+async def sink_dpu_log(stream):
+    def add(event: EventT) -> None:
+        m = event.message
+        key = m.key.decode(errors="replace") if isinstance(m.key, bytes) else m.key
+        log_sink.add(("log", (m.topic, m.partition, m.offset, _ms(event), key, m.value or b"")))
+    await drain(stream, [log_sink], add)
+
+
+@app.agent(telemetry, name="sink-telemetry")
+async def sink_telemetry(stream):
+    def add(event: EventT) -> None:
+        t = orjson.loads(event.message.value)
+        net = t["ins"] - t["outs"]
+        telemetry_sink.add(("dpu", (t["dpu"],)))
+        telemetry_sink.add(("telemetry", (
+            t["dpu"], from_us(t["ts"]), t["dir"], t["eid"], t["ins"], t["outs"], net, t["door"],
+            from_us(t["pat"]) if t["pat"] is not None else None, orjson.dumps(t["sp"]).decode(),
+            t["src"][0], t["src"][1], from_us(t["kts"]))))
+        dpu_mirror.add(("dpu", t["dpu"], {"dpu_id": t["dpu"], "ins": t["ins"], "outs": t["outs"],
+                                          "net": net, "last_event_ts": t["ts"]}))
+    await drain(stream, [telemetry_sink, dpu_mirror], add)
+
+
+@app.agent(space_counts, name="sink-space-counts")
+async def sink_space_counts(stream):
+    def add(event: EventT) -> None:
+        c = orjson.loads(event.message.value)
+        if c["k"] == "e":
+            code, partition, offset, seq = c["src"]
+            space_count_sink.add(("count", (
+                c["space"], from_us(c["ts"]), c["dpu"], c["d"], c["count"], c["counted"], code,
+                partition, offset, seq)))
+        else:
+            space_count_sink.add(("space", (c["space"],)))
+        space_mirror.add(("space", c["space"], {"space_id": c["space"], "count": c["count"],
+                                                "updated_at": c["at"]}))
+    await drain(stream, [space_count_sink, space_mirror], add)
+
+
+@app.agent(dead_letter, name="sink-rejects")
+async def sink_rejects(stream):
+    def add(event: EventT) -> None:
+        m = event.message
+        headers = {k: v.decode(errors="replace") for k, v in (m.headers or [])}
+        src_ts = headers.get("source_timestamp_ms")
+        rejects_sink.add(("reject", (
+            headers.get("source_topic", m.topic), int(headers.get("source_partition", m.partition)),
+            int(headers.get("source_offset", m.offset)), headers.get("reason", "rejected"),
+            m.value or b"", from_us(int(src_ts) * 1000) if src_ts else _ms(event))))
+    await drain(stream, [rejects_sink], add)
+
+
+def add_placement(event: EventT, p: Placement) -> None:
+    at = from_us(p.installed_at)
+    m = event.message
+    placements_sink.add(("dpu", (p.dpu_id,)))
+    if p.doorway_id:
+        placements_sink.add(("doorway", (p.doorway_id,)))
+    placements_sink.add(("placement", (p.dpu_id, at, p.doorway_id,
+                                       orjson.dumps(p.to_json()["spaces"]).decode(),
+                                       m.partition, m.offset)))
+    placements_sink.add(("clear", (p.dpu_id, at)))
+    for s in p.spaces:
+        placements_sink.add(("space", (s.space_id,)))
+        placements_sink.add(("location", (p.dpu_id, s.space_id, p.doorway_id, at, s.direction)))
+    placements_sink.add(("refresh", (p.dpu_id, p.dpu_id)))
+
+
+@app.agent(placements_in, name="sink-placements")
+async def sink_placements(stream):
+    def add(event: EventT) -> None:
+        p = parse_placement(event.message.value or b"", max_bytes=cfg.max_record_bytes)
+        if not isinstance(p, Reject):  # the counting agent dead-letters rejects
+            add_placement(event, p)
+    await drain(stream, [placements_sink], add)
+
+
+@app.agent(resets_in, name="sink-resets")
+async def sink_resets(stream):
+    def add(event: EventT) -> None:
+        r = parse_reset(event.message.value or b"", max_bytes=cfg.max_record_bytes)
+        if isinstance(r, Reset):
+            resets_sink.add(("space", (r.space_id,)))
+            resets_sink.add(("reset", (r.space_id, from_us(r.at), r.count)))
+        elif isinstance(r, DailyReset):
+            resets_sink.add(("space", (r.space_id,)))
+            if r.time is None:
+                resets_sink.add(("daily_off", (r.space_id,)))
+            else:
+                resets_sink.add(("daily", (r.space_id, r.time, r.tz, r.count)))
+    await drain(stream, [resets_sink], add)

@@ -1,0 +1,345 @@
+"""The ``dpu`` command line (SPEC §6). Errors a user can cause end in one line and exit 1."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import click
+import orjson
+
+from pipeline.settings import Settings, SettingsError
+
+USER_ERRORS: tuple[type[Exception], ...] = (SettingsError,)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from pipeline.db import DatabaseUnavailable
+    from pipeline.dev.services import ServiceError
+    from pipeline.files import FileError
+    from pipeline.topics import BrokerUnavailable
+
+    return (SettingsError, DatabaseUnavailable, ServiceError, FileError, BrokerUnavailable)
+
+
+def friendly(fn):
+    """Turn the errors a user can cause into one line on stderr and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except _user_errors() as exc:
+            click.echo(f"dpu: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+    return wrapper
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--kafka-url", envvar="DPU_KAFKA_URL", help="Broker, kafka://host:port.")
+@click.option("--database-url", envvar="DPU_DATABASE_URL", help="PostgreSQL URL.")
+@click.option("--redis-url", envvar="DPU_REDIS_URL", help="Redis URL.")
+@click.option("--topic-prefix", envvar="DPU_TOPIC_PREFIX", help="Prefix of every topic.")
+@click.pass_context
+@friendly
+def main(ctx: click.Context, kafka_url, database_url, redis_url, topic_prefix) -> None:
+    """dpu-pipeline: occupancy counts from door-sensor (DPU) events."""
+    s = Settings.from_env()
+    changes = {k: v for k, v in dict(kafka_url=kafka_url, database_url=database_url,
+                                     redis_url=redis_url, topic_prefix=topic_prefix).items()
+               if v is not None}
+    ctx.obj = s.with_(**changes)
+
+
+@main.command()
+@click.option("--web-port", type=int, help="Port of the HTTP view (DPU_WEB_PORT).")
+@click.option("--web-bind", help="Interface of the HTTP view (DPU_WEB_BIND).")
+@click.option("--loglevel", default="info", show_default=True)
+@click.pass_context
+@friendly
+def worker(ctx, web_port, web_bind, loglevel) -> None:
+    """Run a Faust worker: counting agents, sinks and the HTTP view."""
+    from pipeline.worker import run_worker
+
+    s = _settings(ctx)
+    if web_port:
+        s = s.with_(web_port=web_port)
+    if web_bind:
+        s = s.with_(web_bind=web_bind, web_host=web_bind)
+    run_worker(s, loglevel)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("migrate")
+@click.pass_context
+@friendly
+def db_migrate(ctx) -> None:
+    """Create the database if needed and apply pending migrations."""
+    from pipeline.db import migrate
+
+    applied = migrate(_settings(ctx).database_url)
+    click.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+
+
+def _report_bad(bad, strict: bool) -> None:
+    for row in bad[:20]:
+        click.echo(f"  line {row.line}: {row.reason}", err=True)
+    if len(bad) > 20:
+        click.echo(f"  ... and {len(bad) - 20} more", err=True)
+    if bad and strict:
+        raise click.ClickException(f"{len(bad)} invalid record(s); nothing published (--strict)")
+
+
+def _publish(settings: Settings, records, what: str) -> None:
+    from rich.progress import Progress
+
+    from pipeline.producer import publish
+
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(f"publishing {what}", total=len(records))
+        sent = asyncio.run(publish(settings, records,
+                                   lambda n: bar.update(task, completed=n)))
+    click.echo(f"published {sent} {what}")
+
+
+@main.command()
+@click.argument("file")
+@click.option("--strict", is_flag=True, help="Publish nothing if any record is invalid.")
+@click.pass_context
+@friendly
+def produce(ctx, file, strict) -> None:
+    """Publish events from FILE (CSV, JSON lines or JSON array; - for stdin)."""
+    from pipeline.files import read_events
+
+    events, bad = read_events(file)
+    _report_bad(bad, strict)
+    _publish(_settings(ctx), events, "events")
+    if bad:
+        click.echo(f"rejected {len(bad)} invalid record(s)", err=True)
+
+
+@main.group()
+def placements() -> None:
+    """Where DPUs hang."""
+
+
+@placements.command("load")
+@click.argument("file")
+@click.option("--strict", is_flag=True, help="Publish nothing if any record is invalid.")
+@click.pass_context
+@friendly
+def placements_load(ctx, file, strict) -> None:
+    """Publish placements from FILE (JSON lines or dpu_location CSV)."""
+    from pipeline.files import read_placements
+
+    good, bad = read_placements(file)
+    _report_bad(bad, strict)
+    _publish(_settings(ctx), good, "placements")
+
+
+@placements.command("set")
+@click.argument("dpu_id")
+@click.option("--doorway", help="Doorway the DPU hangs over.")
+@click.option("--space", "spaces", multiple=True, metavar="SPACE:SIGN",
+              help="A space and the sign of a +1 crossing for it, e.g. A:-1 (repeatable; "
+                   "none: the DPU was taken down).")
+@click.option("--at", "at", required=True, help="Installed at (ISO 8601).")
+@click.pass_context
+@friendly
+def placements_set(ctx, dpu_id, doorway, spaces, at) -> None:
+    """Publish one placement of DPU_ID."""
+    from pipeline.models import Invalid, placement_from_obj
+
+    items = []
+    for spec in spaces:
+        name, sep, sign = spec.rpartition(":")
+        if not sep or not name:
+            raise click.BadParameter(f"{spec!r} is not SPACE:SIGN", param_hint="--space")
+        items.append({"space_id": name, "direction": sign})
+    try:
+        p = placement_from_obj({"dpu_id": dpu_id, "doorway_id": doorway, "installed_at": at,
+                                "spaces": items})
+    except Invalid as exc:
+        raise click.ClickException(str(exc)) from None
+    _publish(_settings(ctx), [p], "placements")
+
+
+@main.group()
+def spaces() -> None:
+    """Spaces: resets and counts."""
+
+
+@spaces.command("reset")
+@click.argument("space_id")
+@click.option("--count", type=int, required=True)
+@click.option("--at", "at", required=True, help="Reset instant (ISO 8601).")
+@click.pass_context
+@friendly
+def spaces_reset(ctx, space_id, count, at) -> None:
+    """Set SPACE_ID's count to --count at --at."""
+    from pipeline.models import Invalid, reset_from_obj
+
+    try:
+        r = reset_from_obj({"space_id": space_id, "at": at, "count": count})
+    except Invalid as exc:
+        raise click.ClickException(str(exc)) from None
+    _publish(_settings(ctx), [r], "resets")
+
+
+@spaces.command("daily-reset")
+@click.argument("space_id")
+@click.option("--time", "wall", help="Local wall-clock time, HH:MM.")
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone.")
+@click.option("--count", type=int, default=0, show_default=True)
+@click.option("--off", is_flag=True, help="Remove the daily reset.")
+@click.pass_context
+@friendly
+def spaces_daily_reset(ctx, space_id, wall, tz, count, off) -> None:
+    """Reset SPACE_ID every day at a local time."""
+    from pipeline.models import Invalid, reset_from_obj
+
+    if not off and not wall:
+        raise click.UsageError("give --time HH:MM (or --off)")
+    daily = None if off else {"time": wall, "tz": tz, "count": count}
+    try:
+        r = reset_from_obj({"space_id": space_id, "daily_reset": daily})
+    except Invalid as exc:
+        raise click.ClickException(str(exc)) from None
+    _publish(_settings(ctx), [r], "daily-reset settings")
+
+
+@spaces.command("load")
+@click.argument("file")
+@click.option("--strict", is_flag=True, help="Publish nothing if any record is invalid.")
+@click.pass_context
+@friendly
+def spaces_load(ctx, file, strict) -> None:
+    """Publish resets from FILE (CSV space_id,at,count or JSON lines)."""
+    from pipeline.files import read_resets
+
+    good, bad = read_resets(file)
+    _report_bad(bad, strict)
+    _publish(_settings(ctx), good, "resets")
+
+
+def http_get(settings: Settings, path: str, params: dict | None = None) -> tuple[int, dict]:
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    url = f"http://{settings.web_host}:{settings.web_port}{path}{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, orjson.loads(exc.read())
+        except orjson.JSONDecodeError:
+            return exc.code, {"error": exc.reason}
+    except (urllib.error.URLError, OSError):
+        raise click.ClickException(
+            f"no worker answers at {url.split('?')[0]}: start one with `dpu worker`") from None
+
+
+@main.command()
+@click.argument("space_id")
+@click.option("--at", "at", help="Count as of this instant (ISO 8601) instead of now.")
+@click.pass_context
+@friendly
+def count(ctx, space_id, at) -> None:
+    """Print SPACE_ID's count (asks a worker's HTTP view)."""
+    params = {"at": at} if at else None
+    status, body = http_get(_settings(ctx), f"/spaces/{urllib.parse.quote(space_id, safe='')}"
+                            "/count", params)
+    if status != 200:
+        raise click.ClickException(body.get("error", f"HTTP {status}"))
+    click.echo(orjson.dumps(body).decode())
+
+
+@main.command()
+@click.option("--timeout", type=float, default=120, show_default=True, help="Seconds.")
+@click.pass_context
+@friendly
+def wait(ctx, timeout) -> None:
+    """Exit 0 once everything produced so far is counted and sunk."""
+    from pipeline.progress import wait_caught_up
+
+    last: dict = {}
+    ok = asyncio.run(wait_caught_up(_settings(ctx), timeout, on_poll=last.update))
+    if not ok:
+        raise click.ClickException(f"not caught up after {timeout:g}s; behind: "
+                                   f"{orjson.dumps(last).decode()}")
+    click.echo("caught up")
+
+
+@main.group()
+def dev() -> None:
+    """Local Kafka, PostgreSQL and Redis without Docker."""
+
+
+@dev.command("up")
+@click.pass_context
+@friendly
+def dev_up(ctx) -> None:
+    """Start the services (idempotent) and print export lines: eval "$(dpu dev up)"."""
+    from pipeline.dev.services import all_services, exports
+
+    s = _settings(ctx)
+    for service in all_services(s):
+        service.start()
+        click.echo(f"# {service.status()}", err=True)
+    for line in exports(s):
+        click.echo(line)
+
+
+@dev.command("down")
+@click.pass_context
+@friendly
+def dev_down(ctx) -> None:
+    """Stop the services that `dpu dev up` started."""
+    from pipeline.dev.services import all_services
+
+    for service in reversed(all_services(_settings(ctx))):
+        click.echo(f"{service.name}: {'stopped' if service.stop() else 'was not running'}")
+
+
+@dev.command("status")
+@click.pass_context
+@friendly
+def dev_status(ctx) -> None:
+    """Show which services run; exit 1 if any is down."""
+    from pipeline.dev.services import all_services
+
+    services = all_services(_settings(ctx))
+    for service in services:
+        click.echo(service.status())
+    if not all(service.running() for service in services):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder with placements.jsonl, resets.csv, events.csv (default: shipped demo).")
+@click.pass_context
+@friendly
+def demo(ctx, data_dir) -> None:
+    """Services up, schema migrated, a worker started, demo data published, counts printed."""
+    from pipeline.demo import run_demo
+
+    run_demo(_settings(ctx), data_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Local Kafka (KRaft), PostgreSQL and Redis for development and tests, without Docker."""

@@ -1,0 +1,264 @@
+"""Typed, validated records for everything the pipeline reads (SPEC §3).
+
+Parsing never raises on bad input: ``parse_*`` returns either the record or a :class:`Reject`
+that carries the raw bytes and a reason a person can read. Agents send rejects to the dead-letter
+topic and carry on, so no input can stop a worker or change a count.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+
+from pipeline.timeutil import US, BadTimestamp, iso, parse_ts
+
+MAX_ID_LEN = 128
+"""Longest ``dpu_id``, ``space_id``, ``doorway_id`` or ``event_id`` accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class DpuEvent:
+    """One crossing seen by a DPU."""
+
+    dpu_id: str
+    """The sensor that saw the crossing."""
+    ts: int
+    """When the crossing happened: event time, epoch microseconds UTC."""
+    direction: int
+    """+1 toward the sensor's face, -1 away from it."""
+    event_id: str | None = None
+    """Optional unique id: two events with the same id count once."""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"dpu_id": self.dpu_id, "timestamp": iso(self.ts),
+                               "direction": self.direction}
+        if self.event_id is not None:
+            out["event_id"] = self.event_id
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceSign:
+    """How a +1 crossing of a DPU changes one space's count."""
+
+    space_id: str
+    """The space on one side of the doorway."""
+    direction: int
+    """+1 or -1: the sign applied to the DPU's direction for this space."""
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a DPU hangs from ``installed_at`` on (until its next placement)."""
+
+    dpu_id: str
+    """The sensor placed."""
+    installed_at: int
+    """Start of validity, epoch microseconds UTC."""
+    spaces: tuple[SpaceSign, ...]
+    """Spaces the doorway joins, with their signs; empty when the DPU was taken down."""
+    doorway_id: str | None = None
+    """The doorway the DPU hangs over; may be omitted when it was taken down."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dpu_id": self.dpu_id, "doorway_id": self.doorway_id,
+                "installed_at": iso(self.installed_at),
+                "spaces": [{"space_id": s.space_id, "direction": s.direction}
+                           for s in self.spaces]}
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """A space's count set to ``count`` at instant ``at`` (initial populations are resets)."""
+
+    space_id: str
+    """The space reset."""
+    at: int
+    """The reset instant, epoch microseconds UTC; events at exactly this instant are absorbed."""
+    count: int
+    """The count from ``at`` on, before later events."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"space_id": self.space_id, "at": iso(self.at), "count": self.count}
+
+
+@dataclass(frozen=True, slots=True)
+class DailyReset:
+    """A reset every day at a local wall-clock time in an IANA zone; ``time=None`` turns it off."""
+
+    space_id: str
+    """The space reset every day."""
+    time: str | None
+    """Local ``HH:MM`` (or ``HH:MM:SS``), or ``None`` to remove the daily reset."""
+    tz: str
+    """IANA time zone the wall-clock time is read in."""
+    count: int = 0
+    """The count set at each daily reset."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"space_id": self.space_id,
+                "daily_reset": None if self.time is None
+                else {"time": self.time, "tz": self.tz, "count": self.count}}
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """An input that was refused, with why."""
+
+    reason: str
+    """One readable sentence: what was wrong."""
+    raw: bytes
+    """The bytes as received."""
+
+
+class Invalid(ValueError):
+    """Internal signal of a validation failure; never escapes ``parse_*``."""
+
+
+def _obj(raw: bytes, max_bytes: int) -> dict[str, Any]:
+    if len(raw) > max_bytes:
+        raise Invalid(f"record of {len(raw)} bytes exceeds the {max_bytes}-byte limit")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise Invalid("not valid JSON") from None
+    if not isinstance(value, dict):
+        raise Invalid(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _ident(obj: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise Invalid(f"missing field {name!r}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise Invalid(f"{name} must be a string or an integer, got {type(value).__name__}")
+    text = str(value).strip()
+    if not text:
+        raise Invalid(f"{name} is empty")
+    if len(text) > MAX_ID_LEN:
+        raise Invalid(f"{name} is longer than {MAX_ID_LEN} characters")
+    return text
+
+
+def _sign(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise Invalid(f"{name} must be 1 or -1, got {value!r}")
+    if isinstance(value, int) and value in (1, -1):
+        return value
+    if isinstance(value, str) and value.strip() in ("1", "-1", "+1"):
+        return int(value)
+    if value is None:
+        raise Invalid(f"missing field {name!r}")
+    raise Invalid(f"{name} must be 1 or -1, got {str(value)[:32]!r}")
+
+
+def _instant(obj: dict[str, Any], name: str) -> int:
+    if name not in obj or obj[name] is None:
+        raise Invalid(f"missing field {name!r}")
+    try:
+        return parse_ts(obj[name])
+    except BadTimestamp as exc:
+        raise Invalid(f"{name}: {exc}") from None
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool):
+        raise Invalid("count must be an integer")
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,12}\s*", value):
+        value = int(value)
+    if not isinstance(value, int):
+        raise Invalid("count must be an integer")
+    if not 0 <= value <= 10**9:
+        raise Invalid(f"count must be between 0 and 1000000000, got {value}")
+    return value
+
+
+def event_from_obj(obj: dict[str, Any], now_us: int, max_future_s: float) -> DpuEvent:
+    ts = _instant(obj, "timestamp")
+    if ts > now_us + int(max_future_s * US):
+        raise Invalid(f"timestamp is more than {max_future_s / 3600:g} h ahead of the clock")
+    return DpuEvent(
+        dpu_id=_ident(obj, "dpu_id"),  # type: ignore[arg-type]
+        ts=ts,
+        direction=_sign(obj.get("direction"), "direction"),
+        event_id=_ident(obj, "event_id", required=False),
+    )
+
+
+def parse_event(raw: bytes, *, now_us: int, max_bytes: int,
+                max_future_s: float) -> Union[DpuEvent, Reject]:
+    """One ``dpu-events`` record value to an event, or a reject with the reason."""
+    try:
+        return event_from_obj(_obj(raw, max_bytes), now_us, max_future_s)
+    except Invalid as exc:
+        return Reject(str(exc), raw)
+
+
+def placement_from_obj(obj: dict[str, Any]) -> Placement:
+    dpu_id = _ident(obj, "dpu_id")
+    installed_at = _instant(obj, "installed_at")
+    spaces_raw = obj.get("spaces")
+    if not isinstance(spaces_raw, list):
+        raise Invalid("spaces must be a list (empty when the DPU was taken down)")
+    if len(spaces_raw) > 2:
+        raise Invalid("a doorway joins at most two spaces")
+    spaces: list[SpaceSign] = []
+    for i, item in enumerate(spaces_raw):
+        if not isinstance(item, dict):
+            raise Invalid(f"spaces[{i}] must be an object")
+        sid = _ident(item, "space_id")
+        spaces.append(SpaceSign(sid, _sign(item.get("direction"), f"spaces[{i}].direction")))  # type: ignore[arg-type]
+    if len({s.space_id for s in spaces}) != len(spaces):
+        raise Invalid("a space appears twice in one placement")
+    doorway_id = _ident(obj, "doorway_id", required=bool(spaces))
+    return Placement(dpu_id, installed_at, tuple(spaces), doorway_id)  # type: ignore[arg-type]
+
+
+def parse_placement(raw: bytes, *, max_bytes: int) -> Union[Placement, Reject]:
+    """One ``dpu-placements`` record value to a placement, or a reject."""
+    try:
+        return placement_from_obj(_obj(raw, max_bytes))
+    except Invalid as exc:
+        return Reject(str(exc), raw)
+
+
+_WALL_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?")
+
+
+def reset_from_obj(obj: dict[str, Any]) -> Union[Reset, DailyReset]:
+    space_id = _ident(obj, "space_id")
+    if "daily_reset" in obj:
+        daily = obj["daily_reset"]
+        if daily is None:
+            return DailyReset(space_id, None, "UTC")  # type: ignore[arg-type]
+        if not isinstance(daily, dict):
+            raise Invalid("daily_reset must be an object or null")
+        wall = daily.get("time")
+        if not isinstance(wall, str) or not _WALL_TIME.fullmatch(wall):
+            raise Invalid("daily_reset.time must be HH:MM or HH:MM:SS")
+        tz = daily.get("tz")
+        if not isinstance(tz, str) or not tz:
+            raise Invalid("daily_reset.tz must be an IANA time zone name")
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise Invalid(f"unknown time zone {tz[:64]!r}") from None
+        return DailyReset(space_id, wall, tz, _count(daily.get("count", 0)))  # type: ignore[arg-type]
+    if "count" not in obj:
+        raise Invalid("missing field 'count'")
+    return Reset(space_id, _instant(obj, "at"), _count(obj["count"]))  # type: ignore[arg-type]
+
+
+def parse_reset(raw: bytes, *, max_bytes: int) -> Union[Reset, DailyReset, Reject]:
+    """One ``space-resets`` record value to a reset or daily-reset setting, or a reject."""
+    try:
+        return reset_from_obj(_obj(raw, max_bytes))
+    except Invalid as exc:
+        return Reject(str(exc), raw)

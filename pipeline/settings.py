@@ -1,0 +1,165 @@
+"""One frozen settings object: the only place that reads the environment.
+
+Every other module receives a :class:`Settings` (or reads :func:`settings`), so a test or a CLI flag
+can build its own without touching ``os.environ`` behind anyone's back.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+class SettingsError(ValueError):
+    """A configuration value a user set is unusable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of one deployment of the pipeline (SPEC §6)."""
+
+    kafka_url: str = "kafka://127.0.0.1:9092"
+    """Broker URL(s), ``kafka://host:port[;host:port]``."""
+    database_url: str = "postgresql://postgres@127.0.0.1:55432/dpu"
+    """PostgreSQL connection URL; its database is created by ``dpu db migrate``."""
+    redis_url: str = "redis://127.0.0.1:6380/0"
+    """Redis URL for the live-count mirror."""
+    app_id: str = "dpu-pipeline"
+    """Faust application id: the consumer group and the prefix of internal topics."""
+    topic_prefix: str = ""
+    """Prefix for every topic, so deployments and test runs can share a broker."""
+    partitions: int = 4
+    """Partition count of every pipeline topic (inputs, repartition, outputs)."""
+    web_port: int = 6066
+    """Port of the HTTP view served by the worker."""
+    web_bind: str = "127.0.0.1"
+    """Interface of the HTTP view; loopback unless told otherwise."""
+    web_host: str = "127.0.0.1"
+    """Host name other workers use to reach this worker's HTTP view."""
+    state_dir: Path = Path(".dpu")
+    """Local state: table stores, dev services' data, the Kafka jars."""
+    ingest_token: str = ""
+    """Bearer token required by write endpoints when not empty."""
+    store: str = "rocksdb://"
+    """Faust table store URL (``rocksdb://`` or ``memory://``)."""
+    max_record_bytes: int = 64 * 1024
+    """Records larger than this are rejected to the dead-letter topic."""
+    max_future_s: float = 24 * 3600
+    """Events further ahead of the wall clock than this are rejected."""
+    sink_batch_size: int = 2000
+    """Largest batch a sink writes at once."""
+    sink_flush_s: float = 0.2
+    """Longest time a sink holds a non-empty batch before writing it."""
+    commit_interval_s: float = 0.5
+    """How often the worker commits consumer offsets."""
+    kafka_extra: Mapping[str, str] = field(default_factory=dict)
+    """``DPU_KAFKA_*`` passthrough settings (SASL/TLS), lower-cased without the prefix."""
+
+    def topic(self, name: str) -> str:
+        """The full name of a pipeline topic."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """``host:port,host:port`` for plain aiokafka clients."""
+        url = self.kafka_url
+        for scheme in ("kafka://", "aiokafka://"):
+            if url.startswith(scheme):
+                url = url[len(scheme):]
+        return url.replace(";", ",")
+
+    @property
+    def redis_prefix(self) -> str:
+        """Namespace of this deployment's Redis keys and channels."""
+        return f"{self.topic_prefix}dpu:"
+
+    def with_(self, **changes: object) -> "Settings":
+        """A copy with some fields changed (CLI flags, tests)."""
+        return replace(self, **changes)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes ``from_env`` rebuild these settings (for child workers)."""
+        env = {
+            "DPU_KAFKA_URL": self.kafka_url, "DPU_DATABASE_URL": self.database_url,
+            "DPU_REDIS_URL": self.redis_url, "DPU_APP_ID": self.app_id,
+            "DPU_TOPIC_PREFIX": self.topic_prefix, "DPU_PARTITIONS": str(self.partitions),
+            "DPU_WEB_PORT": str(self.web_port), "DPU_WEB_BIND": self.web_bind,
+            "DPU_WEB_HOST": self.web_host, "DPU_STATE_DIR": str(self.state_dir),
+            "DPU_INGEST_TOKEN": self.ingest_token, "DPU_STORE": self.store,
+            "DPU_MAX_RECORD_BYTES": str(self.max_record_bytes),
+            "DPU_MAX_FUTURE_S": str(self.max_future_s),
+            "DPU_SINK_BATCH_SIZE": str(self.sink_batch_size),
+            "DPU_SINK_FLUSH_S": str(self.sink_flush_s),
+            "DPU_COMMIT_INTERVAL_S": str(self.commit_interval_s),
+        }
+        env.update({f"DPU_KAFKA_{k.upper()}": v for k, v in self.kafka_extra.items()})
+        return env
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        d = cls()
+        return cls(
+            kafka_url=env.get("DPU_KAFKA_URL") or d.kafka_url,
+            database_url=env.get("DPU_DATABASE_URL") or d.database_url,
+            redis_url=env.get("DPU_REDIS_URL") or d.redis_url,
+            app_id=env.get("DPU_APP_ID") or d.app_id,
+            topic_prefix=env.get("DPU_TOPIC_PREFIX", d.topic_prefix),
+            partitions=_int(env, "DPU_PARTITIONS", d.partitions),
+            web_port=_int(env, "DPU_WEB_PORT", d.web_port),
+            web_bind=env.get("DPU_WEB_BIND") or d.web_bind,
+            web_host=env.get("DPU_WEB_HOST") or env.get("DPU_WEB_BIND") or d.web_host,
+            state_dir=Path(env.get("DPU_STATE_DIR") or d.state_dir),
+            ingest_token=env.get("DPU_INGEST_TOKEN", d.ingest_token),
+            store=env.get("DPU_STORE") or d.store,
+            max_record_bytes=_int(env, "DPU_MAX_RECORD_BYTES", d.max_record_bytes),
+            max_future_s=_float(env, "DPU_MAX_FUTURE_S", d.max_future_s),
+            sink_batch_size=_int(env, "DPU_SINK_BATCH_SIZE", d.sink_batch_size),
+            sink_flush_s=_float(env, "DPU_SINK_FLUSH_S", d.sink_flush_s),
+            commit_interval_s=_float(env, "DPU_COMMIT_INTERVAL_S", d.commit_interval_s),
+            kafka_extra={
+                k[len("DPU_KAFKA_"):].lower(): v
+                for k, v in env.items()
+                if k.startswith("DPU_KAFKA_") and k != "DPU_KAFKA_URL"
+            },
+        )
+
+
+_current: Settings | None = None
+
+
+def settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    global _current
+    if _current is None:
+        _current = Settings.from_env()
+    return _current
+
+
+def use(new: Settings) -> Settings:
+    """Make ``new`` the process-wide settings (the CLI does this before building the app)."""
+    global _current
+    _current = new
+    return new

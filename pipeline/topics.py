@@ -1,0 +1,77 @@
+"""The pipeline's Kafka topics: names, roles, and their explicit creation.
+
+All topics have the same partition count, so Faust's assignor gives partition ``i`` of every topic
+(and of every table changelog) to the same worker, and keys hash to the same partition number
+everywhere (Kafka's default murmur2 partitioner of the key bytes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from pipeline.settings import Settings
+
+EVENTS = "dpu-events"
+"""Input: one JSON event per record, key ``dpu_id``."""
+PLACEMENTS = "dpu-placements"
+"""Input: placements, key ``dpu_id``."""
+RESETS = "space-resets"
+"""Input: resets and daily-reset settings, key ``space_id``."""
+DEAD_LETTER = "dpu-dead-letter"
+"""Output: every refused input record, raw value, reason and source in headers."""
+SPACE_DELTAS = "space-deltas"
+"""Internal: attributed deltas repartitioned by ``space_id``."""
+TELEMETRY = "dpu-telemetry"
+"""Output: every counted event with its DPU's running counts, key ``dpu_id``."""
+SPACE_COUNTS = "space-counts"
+"""Output: every change of a space count (attributions and resets), key ``space_id``."""
+
+ALL = (EVENTS, PLACEMENTS, RESETS, DEAD_LETTER, SPACE_DELTAS, TELEMETRY, SPACE_COUNTS)
+
+
+class BrokerUnavailable(RuntimeError):
+    """The Kafka broker could not be reached."""
+
+
+def unreachable_message(settings: Settings) -> str:
+    return (f"Kafka is not reachable at {settings.kafka_bootstrap}: start it with "
+            "`dpu dev up` (or set DPU_KAFKA_URL)")
+
+
+async def admin_client(settings: Settings, timeout_s: float = 15) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+    except (KafkaConnectionError, KafkaError, OSError, asyncio.TimeoutError):
+        await admin.close()
+        raise BrokerUnavailable(unreachable_message(settings)) from None
+    return admin
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create the missing pipeline topics; returns the names created."""
+    admin = await admin_client(settings)
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [settings.topic(n) for n in ALL]
+        missing = [n for n in wanted if n not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(n, settings.partitions, 1) for n in missing])
+            except TopicAlreadyExistsError:
+                pass  # another process created it meanwhile
+        described = await admin.describe_topics(wanted)
+        for topic in described:
+            n = len(topic.get("partitions", []))
+            if n and n != settings.partitions:
+                raise RuntimeError(
+                    f"topic {topic['topic']} has {n} partitions, the pipeline is configured for "
+                    f"{settings.partitions} (DPU_PARTITIONS)")
+        return missing
+    finally:
+        await admin.close()

@@ -1,0 +1,26 @@
+"""Starting a Faust worker: topics and schema first, then the agents and the web view."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pipeline.settings import Settings, use
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    from pipeline.db import migrate
+    from pipeline.topics import ensure_topics
+
+    use(settings)
+    asyncio.run(ensure_topics(settings))
+    migrate(settings.database_url)
+
+    # Import order matters: the settings above configure the app these modules attach to.
+    from faust import Worker
+
+    import agents.counting  # noqa: F401
+    import agents.sinks  # noqa: F401
+    import pipeline.web  # noqa: F401
+    from pipeline.app import app
+
+    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

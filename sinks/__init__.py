@@ -1,0 +1,1 @@
+"""Batching, idempotent writers to PostgreSQL and Redis (setup / add / flush)."""

@@ -1,0 +1,108 @@
+"""A DPU's placement history and counters, as kept in the ``dpus`` table.
+
+Pure logic over a plain JSON-able value so it is unit-tested without Kafka and restored from the
+changelog as is. The placement valid at ``t`` is the one with the greatest ``installed_at <= t``
+(SPEC §1); a placement with no spaces means the DPU was taken down.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.models import Placement, SpaceSign
+
+
+@dataclass
+class PlacementHistory:
+    """Every placement of one DPU, ordered by ``installed_at``."""
+
+    starts: list[int] = field(default_factory=list)
+    """``installed_at`` of each placement, ascending, no repeats."""
+    entries: list[Placement] = field(default_factory=list)
+    """The placements, parallel to ``starts``."""
+
+    def valid_at(self, ts: int) -> Placement | None:
+        """The placement in force at ``ts``, or None before the first one."""
+        i = bisect_right(self.starts, ts)
+        return self.entries[i - 1] if i else None
+
+    def add(self, placement: Placement) -> tuple[int, int | None, Placement | None]:
+        """Insert or replace (same ``installed_at``) a placement.
+
+        Returns the interval ``[start, end)`` it now governs (``end`` None: open) and the
+        placement that governed that interval before, so late placements can re-attribute.
+        """
+        start = placement.installed_at
+        i = bisect_right(self.starts, start)
+        if i and self.starts[i - 1] == start:
+            previous = self.entries[i - 1]
+            self.entries[i - 1] = placement
+            end = self.starts[i] if i < len(self.starts) else None
+            return start, end, previous
+        previous = self.entries[i - 1] if i else None
+        self.starts.insert(i, start)
+        self.entries.insert(i, placement)
+        end = self.starts[i + 1] if i + 1 < len(self.starts) else None
+        return start, end, previous
+
+    @property
+    def current(self) -> Placement | None:
+        return self.entries[-1] if self.entries else None
+
+    def to_value(self) -> list[Any]:
+        return [[p.installed_at, p.doorway_id, [[s.space_id, s.direction] for s in p.spaces]]
+                for p in self.entries]
+
+    @classmethod
+    def from_value(cls, dpu_id: str, value: list[Any]) -> "PlacementHistory":
+        entries = [Placement(dpu_id, at, tuple(SpaceSign(s, d) for s, d in spaces), door)
+                   for at, door, spaces in value]
+        return cls([p.installed_at for p in entries], entries)
+
+
+@dataclass
+class DpuState:
+    """Everything the pipeline keeps about one DPU."""
+
+    dpu_id: str
+    placements: PlacementHistory = field(default_factory=PlacementHistory)
+    ins: int = 0
+    """Counted +1 crossings."""
+    outs: int = 0
+    """Counted -1 crossings."""
+    last_event_at: int | None = None
+    """Greatest event time counted."""
+    applied: dict[str, int] = field(default_factory=dict)
+    """Highest source offset applied per ``"<topic code>:<partition>"``: a record redelivered
+    after a crash or rebalance changes nothing twice."""
+
+    @property
+    def net(self) -> int:
+        return self.ins - self.outs
+
+    def already_applied(self, source: str, offset: int) -> bool:
+        return offset <= self.applied.get(source, -1)
+
+    def mark_applied(self, source: str, offset: int) -> None:
+        self.applied[source] = offset
+
+    def count_event(self, ts: int, direction: int) -> None:
+        if direction > 0:
+            self.ins += 1
+        else:
+            self.outs += 1
+        if self.last_event_at is None or ts > self.last_event_at:
+            self.last_event_at = ts
+
+    def to_value(self) -> dict[str, Any]:
+        return {"p": self.placements.to_value(), "i": self.ins, "o": self.outs,
+                "l": self.last_event_at, "a": self.applied}
+
+    @classmethod
+    def from_value(cls, dpu_id: str, value: dict[str, Any] | None) -> "DpuState":
+        if not value:
+            return cls(dpu_id)
+        return cls(dpu_id, PlacementHistory.from_value(dpu_id, value["p"]), value["i"],
+                   value["o"], value["l"], dict(value["a"]))
