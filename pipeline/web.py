@@ -11,7 +11,8 @@ from typing import Any
 from faust.web import Request, Response, View
 
 from agents.sinks import SINKS
-from pipeline.app import app
+from pipeline import topics
+from pipeline.app import app, cfg
 from pipeline.metrics import metrics
 from pipeline.timeutil import iso
 from tables.faust_tables import items, load, spaces
@@ -45,11 +46,16 @@ class SpaceCountView(View):
         return self.json(space_answer(space_id, value))
 
 
+PIPELINE_TOPICS = frozenset(cfg.topic(name) for name in topics.ALL)
+
+
 def consumer_lag() -> dict[str, int]:
-    """Records not yet processed, per topic, over the partitions this worker owns."""
+    """Records not yet processed, per pipeline topic, over the partitions this worker owns."""
     consumer = app.consumer
     lag: dict[str, int] = {}
     for tp in consumer.assignment():
+        if tp.topic not in PIPELINE_TOPICS:
+            continue  # table changelogs are read for recovery, never committed
         try:
             high = consumer.highwater(tp)
         except Exception:

@@ -12,6 +12,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     from pipeline.topics import ensure_topics
 
     use(settings)
+    (settings.state_dir / "worker").mkdir(parents=True, exist_ok=True)
     asyncio.run(ensure_topics(settings))
     migrate(settings.database_url)
 

@@ -1,0 +1,150 @@
+"""Integration fixtures: the real broker, PostgreSQL and Redis; a real worker per test.
+
+Each test gets its own topic prefix, consumer group, PostgreSQL schema, state directory and web
+port, so tests never see each other's data. A missing service fails the test with the command that
+starts it; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import psycopg
+import pytest
+import redis
+from aiokafka import AIOKafkaProducer
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from pipeline.db import ensure_database
+from pipeline.dev.worker_process import WorkerProcess
+from pipeline.producer import publish
+from pipeline.progress import wait_caught_up
+from pipeline.settings import Settings
+from pipeline.topics import BrokerUnavailable, admin_client
+
+HOW_TO_START = ('start the services with `scripts/test` (or `eval "$(.venv/bin/dpu dev up)"`) '
+                "or point DPU_KAFKA_URL, DPU_DATABASE_URL and DPU_REDIS_URL at running ones")
+TEST_DATABASE = "dpu_test"
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    s = Settings.from_env()
+    try:
+        admin = asyncio.run(admin_client(s, timeout_s=10))
+        asyncio.run(admin.close())
+    except BrokerUnavailable as exc:
+        pytest.fail(f"{exc}; {HOW_TO_START}", pytrace=False)
+    try:
+        url = make_conninfo(s.database_url, dbname=TEST_DATABASE)
+        ensure_database(url)
+    except Exception as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {s.database_url} ({exc}); {HOW_TO_START}",
+                    pytrace=False)
+    try:
+        redis.from_url(s.redis_url, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is not reachable at {s.redis_url} ({exc}); {HOW_TO_START}",
+                    pytrace=False)
+    return s.with_(database_url=url)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def poll(condition: Callable[[], Any], timeout: float = 60, interval: float = 0.2,
+         what: str = "condition") -> Any:
+    """Until ``condition()`` is truthy (returns it), or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"{what} not reached within {timeout:.0f}s (last: {last!r})", pytrace=False)
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    worker: WorkerProcess
+    schema: str
+
+    def publish(self, records) -> int:
+        return asyncio.run(publish(self.settings, records))
+
+    def send_raw(self, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
+        async def go() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap)
+            await producer.start()
+            try:
+                for key, value in items:
+                    await producer.send_and_wait(self.settings.topic(topic), value, key=key)
+            finally:
+                await producer.stop()
+        asyncio.run(go())
+
+    def wait(self, timeout: float = 90) -> None:
+        if not asyncio.run(wait_caught_up(self.settings, timeout)):
+            pytest.fail(f"pipeline not caught up within {timeout}s; see {self.worker.log_path}",
+                        pytrace=False)
+
+    def sql(self, query: str, params: tuple = ()) -> list[tuple]:
+        with psycopg.connect(self.settings.database_url) as conn:
+            return conn.execute(query, params).fetchall()
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return self.worker.get_json(path)
+
+    def count(self, space: str) -> int | None:
+        status, body = self.get(f"/spaces/{space}/count")
+        return body["count"] if status == 200 else None
+
+    def redis_counts(self) -> dict[str, int]:
+        import orjson
+
+        raw = redis.from_url(self.settings.redis_url).hgetall(f"{self.settings.redis_prefix}spaces")
+        return {k.decode(): orjson.loads(v)["count"] for k, v in raw.items()}
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = {**os.environ, **self.settings.to_env()}
+        proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+        if check and proc.returncode != 0:
+            pytest.fail(f"dpu {' '.join(args)} exited {proc.returncode}: {proc.stderr}",
+                        pytrace=False)
+        return proc
+
+
+@pytest.fixture
+def pipeline(base_settings: Settings, tmp_path) -> Pipeline:
+    run = f"t{uuid.uuid4().hex[:10]}"
+    params = conninfo_to_dict(base_settings.database_url)
+    params["options"] = f"-csearch_path={run}"
+    settings = base_settings.with_(
+        topic_prefix=f"{run}-", app_id=f"dpu-{run}", state_dir=tmp_path / "state",
+        database_url=make_conninfo("", **params), web_port=free_port(),
+        commit_interval_s=0.2, sink_flush_s=0.05)
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        worker.wait_ready()
+    except RuntimeError as exc:
+        worker.kill()
+        pytest.fail(f"{exc}\n{(tmp_path / 'worker.log').read_text()[-3000:]}", pytrace=False)
+    yield Pipeline(settings, worker, run)
+    worker.stop()
+    with psycopg.connect(base_settings.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(run)))

@@ -1,0 +1,100 @@
+"""The pipeline end to end: real broker, real Faust worker, PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+from pipeline.files import read_events
+from pipeline.models import DpuEvent, Placement, Reset, SpaceSign
+from pipeline.timeutil import parse_ts
+from tests.integration.conftest import poll
+
+FLOORPLAN = [
+    Placement("283", parse_ts("2018-02-01T00:00:00Z"), (SpaceSign("A", 1),), "X"),
+    Placement("423", parse_ts("2018-02-01T00:00:00Z"), (SpaceSign("A", 1), SpaceSign("B", -1)), "Z"),
+]
+START = [Reset("A", parse_ts("2018-02-24T08:45:00Z"), 20),
+         Reset("B", parse_ts("2018-02-24T08:45:00Z"), 10)]
+
+
+def test_sample_data_gives_the_floorplan_counts_everywhere(pipeline, sample_csv):
+    events, bad = read_events(str(sample_csv))
+    assert bad == [] and len(events) == 563
+    pipeline.publish(FLOORPLAN + START)
+    pipeline.wait()
+    pipeline.publish(events)
+    pipeline.wait()
+
+    assert pipeline.count("A") == 31 and pipeline.count("B") == 18
+    assert poll(lambda: pipeline.redis_counts() == {"A": 31, "B": 18} or None,
+                what="Redis mirror A=31, B=18")
+    status, listing = pipeline.get("/spaces")
+    assert status == 200
+    assert {s["space_id"]: s["count"] for s in listing["spaces"]} == {"A": 31, "B": 18}
+
+    n423 = sum(e.dpu_id == "423" for e in events)
+    assert pipeline.sql("SELECT count(*) FROM dpu_telemetry")[0][0] == 563
+    assert pipeline.sql("SELECT count(*) FROM dpu_log")[0][0] == 563
+    assert pipeline.sql("SELECT count(*) FROM space_count")[0][0] == 2 * n423 + (563 - n423)
+    assert pipeline.sql("SELECT dpu_id, space_id, direction, \"current\" FROM dpu_location "
+                        "ORDER BY 1, 2") == [("283", "A", 1, True), ("423", "A", 1, True),
+                                             ("423", "B", -1, True)]
+    # The attributions recorded in the history add up to the realtime change of each space.
+    assert pipeline.sql("SELECT space_id, sum(delta) FROM space_count GROUP BY 1 ORDER BY 1") == \
+        [("A", 11), ("B", 8)]
+
+    out = pipeline.cli("count", "A")
+    assert '"count":31' in out.stdout
+    assert pipeline.cli("wait", "--timeout", "30").returncode == 0
+    status, body = pipeline.get("/status")
+    assert status == 200 and body["caught_up"] is True
+
+
+def test_invalid_records_are_dead_lettered_and_change_no_count(pipeline):
+    pipeline.publish([FLOORPLAN[0], Reset("A", parse_ts("2018-02-24T00:00:00Z"), 5)])
+    ok = b'{"dpu_id": "283", "timestamp": "2018-02-25T10:00:00Z", "direction": 1}'
+    pipeline.send_raw("dpu-events", [
+        (b"283", b"not json at all"),
+        (b"283", b'{"dpu_id": "283", "timestamp": "2018-02-25T10:00:00Z", "direction": 0}'),
+        (b"283", b'{"dpu_id": "283", "timestamp": "not a time", "direction": 1}'),
+        (b"283", b'{"dpu_id": "283", "timestamp": "2999-01-01T00:00:00Z", "direction": 1}'),
+        (b"283", b'{"dpu_id": "283", "timestamp": "2018-02-25T10:00:00Z", "direction": 1, '
+                 b'"pad": "' + b"x" * 70_000 + b'"}'),
+        (b"999", ok),  # key is not the dpu_id
+        (b"283", ok),
+    ])
+    pipeline.send_raw("dpu-placements", [(b"283", b'{"dpu_id": "283", "spaces": []}')])
+    pipeline.wait()
+    reasons = [r[0] for r in pipeline.sql("SELECT reason FROM dpu_rejects")]
+    expected = ["not valid JSON", "direction must be 1 or -1", "unparsable timestamp",
+                "ahead of the clock", "exceeds", "record key must equal dpu_id",
+                "missing field 'installed_at'"]
+    assert len(reasons) == len(expected), reasons
+    for fragment in expected:
+        assert sum(fragment in r for r in reasons) == 1, (fragment, reasons)
+    raw = pipeline.sql("SELECT raw FROM dpu_rejects WHERE reason LIKE 'not valid JSON%%'")[0][0]
+    assert bytes(raw) == b"not json at all"
+    assert pipeline.count("A") == 6  # the reset's 5 plus the one valid event
+    status, body = pipeline.get("/spaces/nowhere/count")
+    assert status == 404 and "unknown space" in body["error"]
+
+
+def test_duplicates_late_resets_and_unplaced_events(pipeline):
+    t = parse_ts("2018-02-25T10:00:00Z")
+    pipeline.publish(FLOORPLAN)
+    pipeline.wait()  # re-attribution of events by a late placement is issue #3's
+    events = [
+        DpuEvent("283", t + 1_000_000, 1, "id-1"),
+        DpuEvent("283", t + 1_000_000, 1, "id-1"),  # same event_id: counts once
+        DpuEvent("283", t + 2_000_000, 1),
+        DpuEvent("283", t + 2_000_000, 1),          # no event_id: two people, counts twice
+        DpuEvent("423", t + 3_000_000, 1),          # into A, out of B
+        DpuEvent("777", t + 4_000_000, 1),          # no placement: counts nowhere
+    ]
+    pipeline.publish(events)
+    pipeline.wait()
+    assert (pipeline.count("A"), pipeline.count("B")) == (4, -1)
+    # A reset that arrives late, at an instant between events: the events after it still count.
+    pipeline.publish([Reset("A", t + 1_500_000, 100), Reset("B", t + 3_000_000, 50)])
+    pipeline.wait()
+    # A: 100 + two events at t+2s + the 423 event; B: the event at exactly the reset is absorbed.
+    assert (pipeline.count("A"), pipeline.count("B")) == (103, 50)
+    assert pipeline.sql("SELECT count(*) FROM dpu_telemetry")[0][0] == 5

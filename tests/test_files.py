@@ -1,0 +1,71 @@
+import pytest
+
+from pipeline.files import FileError, read_events, read_placements, read_resets
+from pipeline.models import DailyReset, Reset, SpaceSign
+from pipeline.settings import Settings, SettingsError
+from pipeline.timeutil import parse_ts
+
+
+def test_the_real_sample_parses_whole(sample_csv):
+    events, bad = read_events(str(sample_csv))
+    assert bad == []
+    assert len(events) == 563  # CRLF endings and both quoting styles of direction
+    assert {e.dpu_id for e in events} == {"283", "423"}
+    assert events[0].ts == parse_ts("2018-02-24T08:45:21.893Z") and events[0].direction == 1
+
+
+def test_json_lines_and_arrays_and_bad_rows_with_line_numbers(tmp_path):
+    lines = tmp_path / "e.jsonl"
+    lines.write_text('{"dpu_id": 1, "timestamp": "2018-02-24T08:45:21Z", "direction": "-1"}\n'
+                     '\n{"dpu_id": 1, "timestamp": "nope", "direction": 1}\n{oops\n')
+    events, bad = read_events(str(lines))
+    assert [e.direction for e in events] == [-1]
+    assert [(b.line, b.reason) for b in bad] == [
+        (3, "timestamp: unparsable timestamp 'nope'"), (4, "not valid JSON")]
+    array = tmp_path / "e.json"
+    array.write_text('[{"dpu_id": "9", "timestamp": "2018-02-24T08:45:21Z", "direction": 1}]')
+    assert read_events(str(array))[0][0].dpu_id == "9"
+
+
+def test_csv_missing_columns_and_missing_files(tmp_path):
+    f = tmp_path / "e.csv"
+    f.write_text("timestamp,dpu_id\n2018-02-24T08:45:21Z,1\n")
+    events, bad = read_events(str(f))
+    assert events == [] and "direction" in bad[0].reason and bad[0].line == 2
+    with pytest.raises(FileError, match="no such file"):
+        read_events(str(tmp_path / "absent.csv"))
+
+
+def test_dpu_location_csv_groups_rows_into_placements(tmp_path):
+    f = tmp_path / "loc.csv"
+    f.write_text("dpu_id,space_id,doorway_id,installed,direction\n"
+                 "423,A,Z,2018-02-01T00:00:00Z,1\n"
+                 "423,B,Z,2018-02-01T00:00:00Z,-1\n"
+                 "283,A,X,2018-02-01T00:00:00Z,1\n"
+                 "283,,,2018-03-01T00:00:00Z,1\n")
+    placements, bad = read_placements(str(f))
+    assert bad == []
+    by = {(p.dpu_id, p.installed_at): p for p in placements}
+    assert by[("423", parse_ts("2018-02-01T00:00:00Z"))].spaces == (SpaceSign("A", 1),
+                                                                    SpaceSign("B", -1))
+    assert by[("283", parse_ts("2018-03-01T00:00:00Z"))].spaces == ()
+
+
+def test_resets_csv_and_daily_reset_lines(tmp_path):
+    f = tmp_path / "r.csv"
+    f.write_text("space_id,at,count\nA,2018-02-24T08:00:00Z,20\nB,2018-02-24T08:00:00Z,x\n")
+    good, bad = read_resets(str(f))
+    assert good == [Reset("A", parse_ts("2018-02-24T08:00:00Z"), 20)] and bad[0].line == 3
+    j = tmp_path / "r.jsonl"
+    j.write_text('{"space_id": "A", "daily_reset": {"time": "04:00", "tz": "Europe/Paris"}}\n')
+    assert read_resets(str(j))[0] == [DailyReset("A", "04:00", "Europe/Paris", 0)]
+
+
+def test_settings_read_the_environment_once_and_explain_bad_values():
+    s = Settings.from_env({"DPU_TOPIC_PREFIX": "t1-", "DPU_WEB_PORT": "7000",
+                           "DPU_KAFKA_URL": "kafka://h1:1;h2:2", "DPU_KAFKA_SASL_MECHANISM": "PLAIN"})
+    assert s.topic("dpu-events") == "t1-dpu-events" and s.web_port == 7000
+    assert s.kafka_bootstrap == "h1:1,h2:2" and s.kafka_extra == {"sasl_mechanism": "PLAIN"}
+    assert Settings.from_env(s.to_env()) == s
+    with pytest.raises(SettingsError, match="DPU_WEB_PORT must be an integer"):
+        Settings.from_env({"DPU_WEB_PORT": "http"})

@@ -1,0 +1,97 @@
+"""Placement lookup and the per-space count logic against the reference definition."""
+
+import random
+
+from pipeline.models import DpuEvent, Placement, Reset, SpaceSign
+from pipeline.timeutil import US, parse_ts
+from tables.dpu_state import DpuState, PlacementHistory
+from tables.space_state import SpaceState, day_of
+from tests import reference
+
+T0 = parse_ts("2018-02-01T00:00:00Z")
+
+
+def p(at, *signs, dpu="423", door="Z"):
+    return Placement(dpu, at, tuple(SpaceSign(s, d) for s, d in signs), door if signs else None)
+
+
+def test_placement_valid_at_is_greatest_installed_at_not_after_t():
+    h = PlacementHistory()
+    first, second = p(T0, ("A", 1)), p(T0 + 100, ("B", 1))
+    h.add(second)
+    h.add(first)  # arrives late: order of arrival does not matter
+    assert h.valid_at(T0 - 1) is None
+    assert h.valid_at(T0) == first
+    assert h.valid_at(T0 + 99) == first
+    assert h.valid_at(T0 + 100) == second  # an event at exactly installed_at uses the new one
+    assert h.current == second
+
+
+def test_add_reports_the_interval_a_late_placement_takes_over():
+    h = PlacementHistory()
+    h.add(p(T0, ("A", 1)))
+    h.add(p(T0 + 100, ("B", 1)))
+    start, end, previous = h.add(p(T0 + 50, ("C", 1)))
+    assert (start, end) == (T0 + 50, T0 + 100) and previous == p(T0, ("A", 1))
+    start, end, previous = h.add(p(T0 + 50, ("D", 1)))  # same instant replaces
+    assert previous.spaces == (SpaceSign("C", 1),) and len(h.entries) == 3
+
+
+def test_dpu_state_round_trips_and_tracks_applied_offsets():
+    s = DpuState("423")
+    s.placements.add(p(T0, ("A", 1), ("B", -1)))
+    s.count_event(T0 + 5, 1)
+    s.count_event(T0 + 3, -1)
+    s.mark_applied("e:0", 7)
+    back = DpuState.from_value("423", s.to_value())
+    assert (back.ins, back.outs, back.net, back.last_event_at) == (1, 1, 0, T0 + 5)
+    assert back.placements.valid_at(T0 + 1) == p(T0, ("A", 1), ("B", -1))
+    assert back.already_applied("e:0", 7) and not back.already_applied("e:0", 8)
+    assert not back.already_applied("e:1", 0)
+
+
+def test_space_count_matches_the_definition_in_any_arrival_order():
+    rng = random.Random(5)
+    for trial in range(300):
+        placements = [p(T0, ("A", 1), ("B", -1)), p(T0, ("A", 1), dpu="283", door="X")]
+        events = [DpuEvent(rng.choice(["423", "283"]), T0 + rng.randrange(3 * 86400 * US),
+                           rng.choice([1, -1])) for _ in range(rng.randrange(1, 40))]
+        resets = [Reset(rng.choice("AB"), T0 + rng.randrange(3 * 86400 * US), rng.randrange(50))
+                  for _ in range(rng.randrange(0, 4))]
+        if events and rng.random() < 0.3:  # a reset at exactly an event's instant absorbs it
+            resets.append(Reset("A", events[0].ts, 7))
+        for space in "AB":
+            items = [("d", (e.ts, e.direction * s.direction)) for e in events
+                     for s in reference.placement_at(placements, e.dpu_id, e.ts).spaces
+                     if s.space_id == space]
+            items += [("r", r) for r in resets if r.space_id == space]
+            rng.shuffle(items)
+            state, buckets = SpaceState(space), {}
+            for kind, item in items:
+                state = SpaceState.from_value(space, state.to_value())
+                if kind == "d":
+                    ts, d = item
+                    b = state.add_delta(ts, d, buckets.get(day_of(ts)))
+                    if b is not None:
+                        buckets[day_of(ts)] = b
+                else:
+                    for day in state.add_reset(item.at, item.count, buckets.get):
+                        buckets.pop(day, None)
+            expected = reference.count(space, None, events, placements, resets)
+            assert state.count == expected, (trial, space, items)
+
+
+def test_space_state_keeps_only_days_from_the_latest_reset_on():
+    state, buckets = SpaceState("A"), {}
+    for ts in (T0, T0 + 2 * 86400 * US, T0 + 5 * 86400 * US):
+        buckets[day_of(ts)] = state.add_delta(ts, 1, buckets.get(day_of(ts)))
+    dropped = state.add_reset(T0 + 3 * 86400 * US, 10, buckets.get)
+    assert sorted(dropped) == [day_of(T0), day_of(T0 + 2 * 86400 * US)]
+    assert state.count == 11 and list(state.day_totals) == [day_of(T0 + 5 * 86400 * US)]
+
+
+def test_space_state_skips_redelivered_sources():
+    s = SpaceState("A")
+    s.mark_applied("e:3", 10, 1)
+    assert s.already_applied("e:3", 10, 1) and s.already_applied("e:3", 9, 5)
+    assert not s.already_applied("e:3", 10, 2) and not s.already_applied("e:2", 0, 0)
