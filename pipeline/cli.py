@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sys
 import urllib.error
 import urllib.parse
@@ -13,9 +14,6 @@ import click
 import orjson
 
 from pipeline.settings import Settings, SettingsError
-
-USER_ERRORS: tuple[type[Exception], ...] = (SettingsError,)
-
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from pipeline.db import DatabaseUnavailable
@@ -55,6 +53,9 @@ def _settings(ctx: click.Context) -> Settings:
 @friendly
 def main(ctx: click.Context, kafka_url, database_url, redis_url, topic_prefix) -> None:
     """dpu-pipeline: occupancy counts from door-sensor (DPU) events."""
+    # A client command reports an unreachable broker in one line of its own; aiokafka's
+    # connection log lines would only repeat it. (`dpu worker` restores them.)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     s = Settings.from_env()
     changes = {k: v for k, v in dict(kafka_url=kafka_url, database_url=database_url,
                                      redis_url=redis_url, topic_prefix=topic_prefix).items()
@@ -72,6 +73,7 @@ def worker(ctx, web_port, web_bind, loglevel) -> None:
     """Run a Faust worker: counting agents, sinks and the HTTP view."""
     from pipeline.worker import run_worker
 
+    logging.getLogger("aiokafka").setLevel(logging.NOTSET)
     s = _settings(ctx)
     if web_port:
         s = s.with_(web_port=web_port)
@@ -105,6 +107,25 @@ def _report_bad(bad, strict: bool) -> None:
         raise click.ClickException(f"{len(bad)} invalid record(s); nothing published (--strict)")
 
 
+def _load_and_publish(ctx: click.Context, read, file: str, strict: bool, what: str) -> None:
+    """Read FILE with ``read``, report invalid rows, publish the valid records."""
+    good, bad = read(file)
+    _report_bad(bad, strict)
+    _publish(_settings(ctx), good, what)
+    if bad:
+        click.echo(f"rejected {len(bad)} invalid record(s)", err=True)
+
+
+def _one(build, obj: dict):
+    """A record built from command-line values; an invalid value is one line and exit 1."""
+    from pipeline.models import Invalid
+
+    try:
+        return build(obj)
+    except Invalid as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _publish(settings: Settings, records, what: str) -> None:
     from rich.progress import Progress
 
@@ -126,11 +147,7 @@ def produce(ctx, file, strict) -> None:
     """Publish events from FILE (CSV, JSON lines or JSON array; - for stdin)."""
     from pipeline.files import read_events
 
-    events, bad = read_events(file)
-    _report_bad(bad, strict)
-    _publish(_settings(ctx), events, "events")
-    if bad:
-        click.echo(f"rejected {len(bad)} invalid record(s)", err=True)
+    _load_and_publish(ctx, read_events, file, strict, "events")
 
 
 @main.group()
@@ -147,9 +164,7 @@ def placements_load(ctx, file, strict) -> None:
     """Publish placements from FILE (JSON lines or dpu_location CSV)."""
     from pipeline.files import read_placements
 
-    good, bad = read_placements(file)
-    _report_bad(bad, strict)
-    _publish(_settings(ctx), good, "placements")
+    _load_and_publish(ctx, read_placements, file, strict, "placements")
 
 
 @placements.command("set")
@@ -163,7 +178,7 @@ def placements_load(ctx, file, strict) -> None:
 @friendly
 def placements_set(ctx, dpu_id, doorway, spaces, at) -> None:
     """Publish one placement of DPU_ID."""
-    from pipeline.models import Invalid, placement_from_obj
+    from pipeline.models import placement_from_obj
 
     items = []
     for spec in spaces:
@@ -171,11 +186,8 @@ def placements_set(ctx, dpu_id, doorway, spaces, at) -> None:
         if not sep or not name:
             raise click.BadParameter(f"{spec!r} is not SPACE:SIGN", param_hint="--space")
         items.append({"space_id": name, "direction": sign})
-    try:
-        p = placement_from_obj({"dpu_id": dpu_id, "doorway_id": doorway, "installed_at": at,
-                                "spaces": items})
-    except Invalid as exc:
-        raise click.ClickException(str(exc)) from None
+    p = _one(placement_from_obj, {"dpu_id": dpu_id, "doorway_id": doorway, "installed_at": at,
+                                  "spaces": items})
     _publish(_settings(ctx), [p], "placements")
 
 
@@ -192,12 +204,9 @@ def spaces() -> None:
 @friendly
 def spaces_reset(ctx, space_id, count, at) -> None:
     """Set SPACE_ID's count to --count at --at."""
-    from pipeline.models import Invalid, reset_from_obj
+    from pipeline.models import reset_from_obj
 
-    try:
-        r = reset_from_obj({"space_id": space_id, "at": at, "count": count})
-    except Invalid as exc:
-        raise click.ClickException(str(exc)) from None
+    r = _one(reset_from_obj, {"space_id": space_id, "at": at, "count": count})
     _publish(_settings(ctx), [r], "resets")
 
 
@@ -211,15 +220,12 @@ def spaces_reset(ctx, space_id, count, at) -> None:
 @friendly
 def spaces_daily_reset(ctx, space_id, wall, tz, count, off) -> None:
     """Reset SPACE_ID every day at a local time."""
-    from pipeline.models import Invalid, reset_from_obj
+    from pipeline.models import reset_from_obj
 
     if not off and not wall:
         raise click.UsageError("give --time HH:MM (or --off)")
     daily = None if off else {"time": wall, "tz": tz, "count": count}
-    try:
-        r = reset_from_obj({"space_id": space_id, "daily_reset": daily})
-    except Invalid as exc:
-        raise click.ClickException(str(exc)) from None
+    r = _one(reset_from_obj, {"space_id": space_id, "daily_reset": daily})
     _publish(_settings(ctx), [r], "daily-reset settings")
 
 
@@ -232,9 +238,7 @@ def spaces_load(ctx, file, strict) -> None:
     """Publish resets from FILE (CSV space_id,at,count or JSON lines)."""
     from pipeline.files import read_resets
 
-    good, bad = read_resets(file)
-    _report_bad(bad, strict)
-    _publish(_settings(ctx), good, "resets")
+    _load_and_publish(ctx, read_resets, file, strict, "resets")
 
 
 def http_get(settings: Settings, path: str, params: dict | None = None) -> tuple[int, dict]:

@@ -98,3 +98,20 @@ def test_duplicates_late_resets_and_unplaced_events(pipeline):
     # A: 100 + two events at t+2s + the 423 event; B: the event at exactly the reset is absorbed.
     assert (pipeline.count("A"), pipeline.count("B")) == (103, 50)
     assert pipeline.sql("SELECT count(*) FROM dpu_telemetry")[0][0] == 5
+
+
+def test_cli_sets_placements_and_resets_and_produces_files(pipeline, tmp_path):
+    pipeline.cli("placements", "set", "9", "--doorway", "D", "--space", "S:+1", "--space", "T:-1",
+                 "--at", "2020-01-01T00:00:00Z")
+    pipeline.cli("spaces", "reset", "S", "--count", "5", "--at", "2020-01-01T00:00:00Z")
+    pipeline.cli("wait", "--timeout", "60")
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(
+        f'{{"dpu_id": 9, "timestamp": "2020-01-02T00:00:0{i}Z", "direction": "{d}"}}\n'
+        for i, d in enumerate(["1", "1", "-1", "1"])) + "not json\n")
+    out = pipeline.cli("produce", str(events))
+    assert "published 4 events" in out.stdout and "line 5: not valid JSON" in out.stderr
+    pipeline.cli("wait", "--timeout", "60")
+    assert (pipeline.count("S"), pipeline.count("T")) == (7, -2)
+    bad = pipeline.cli("count", "nowhere", check=False)
+    assert bad.returncode == 1 and "unknown space" in bad.stderr and "Traceback" not in bad.stderr
