@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -30,6 +31,7 @@ from pipeline.producer import publish
 from pipeline.progress import wait_caught_up
 from pipeline.settings import Settings
 from pipeline.topics import BrokerUnavailable, admin_client
+from tests.integration import containers
 
 HOW_TO_START = ('start the services with `scripts/test` (or `eval "$(.venv/bin/dpu dev up)"`) '
                 "or point DPU_KAFKA_URL, DPU_DATABASE_URL and DPU_REDIS_URL at running ones")
@@ -37,8 +39,16 @@ TEST_DATABASE = "dpu_test"
 
 
 @pytest.fixture(scope="session")
-def base_settings() -> Settings:
-    s = Settings.from_env()
+def base_settings():
+    with ExitStack() as stack:
+        s = Settings.from_env()
+        if containers.wanted():
+            s = s.with_(**containers.start(stack))
+        yield checked(s)
+
+
+def checked(s: Settings) -> Settings:
+    """``s`` pointed at the test database, once every service answers; else fail, saying how."""
     try:
         admin = asyncio.run(admin_client(s, timeout_s=10))
         asyncio.run(admin.close())
