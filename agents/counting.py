@@ -19,10 +19,11 @@ from pipeline.metrics import metrics
 from pipeline.models import DailyReset, DpuEvent, Placement, Reject, Reset, parse_event, \
     parse_placement, parse_reset
 from pipeline.timeutil import now_us
-from tables.dpu_state import DpuState
-from tables.faust_tables import KEY_SEP, delete, dpus, event_ids, load, processing, \
+from tables.faust_tables import KEY_SEP, delete, dpu_days, dpus, event_ids, load, processing, \
     space_days, spaces, store
-from tables.space_state import SpaceState, bucket_from_value, bucket_to_value, day_of
+from pipeline.timeutil import day_of
+from tables.dpu_state import DpuState, reattribution
+from tables.space_state import SpaceState, bucket_from_value, bucket_to_value
 
 _RAW = dict(key_serializer="raw", value_serializer="raw")
 
@@ -86,6 +87,13 @@ def handle_event(event: EventT, parsed: DpuEvent) -> None:
         store(event_ids, id_key, [msg.partition, msg.offset])
     if not replay:
         state.count_event(parsed.ts, parsed.direction)
+        # The DPU's own history, so that a placement recorded late can re-attribute this event.
+        day = day_of(parsed.ts)
+        day_key = f"{parsed.dpu_id}{KEY_SEP}{day}"
+        nets = bucket_from_value(load(dpu_days, day_key)) or {}
+        nets[parsed.ts] = nets.get(parsed.ts, 0) + parsed.direction
+        store(dpu_days, day_key, bucket_to_value(nets))
+        state.note_day(day)
         state.mark_applied(source, msg.offset)
         store(dpus, parsed.dpu_id, state.to_value())
         metrics.inc("events")
@@ -97,7 +105,7 @@ def handle_event(event: EventT, parsed: DpuEvent) -> None:
             "k": "e", "ts": parsed.ts, "d": parsed.direction * sign.direction,
             "dpu": parsed.dpu_id, "src": ["e", msg.partition, msg.offset, seq]}))
     telemetry.send_soon(key=parsed.dpu_id.encode(), value=orjson.dumps({
-        "src": [msg.partition, msg.offset], "kts": int(msg.timestamp * 1_000_000),
+        "k": "event", "src": [msg.partition, msg.offset], "kts": int(msg.timestamp * 1_000_000),
         "dpu": parsed.dpu_id, "ts": parsed.ts, "dir": parsed.direction,
         "eid": parsed.event_id, "ins": state.ins, "outs": state.outs,
         "door": placement.doorway_id if placement else None,
@@ -109,14 +117,32 @@ def handle_placement(event: EventT, placement: Placement) -> None:
     msg = event.message
     source = f"p:{msg.partition}"
     state = DpuState.from_value(placement.dpu_id, load(dpus, placement.dpu_id))
-    if not state.already_applied(source, msg.offset):
-        state.placements.add(placement)
-        state.mark_applied(source, msg.offset)
-        store(dpus, placement.dpu_id, state.to_value())
     # A space is known once a placement names it: make sure its count exists.
-    for seq, sign in enumerate(placement.spaces):
+    seq = 0
+    for sign in placement.spaces:
         space_deltas.send_soon(key=sign.space_id.encode(), value=orjson.dumps({
             "k": "known", "src": ["p", msg.partition, msg.offset, seq]}))
+        seq += 1
+    if state.already_applied(source, msg.offset):
+        return
+    start, end, before = state.placements.add(placement)
+    state.mark_applied(source, msg.offset)
+    store(dpus, placement.dpu_id, state.to_value())
+    # Events already counted in [start, end) were attributed through `before`: correct them.
+    nets = ((ts, net) for day in state.days_between(start, end)
+            for ts, net in (bucket_from_value(load(dpu_days, f"{placement.dpu_id}{KEY_SEP}{day}"))
+                            or {}).items())
+    corrections = reattribution(nets, start, end, before, placement)
+    for (space_id, ts), delta in sorted(corrections.items(), key=lambda c: (c[0][1], c[0][0])):
+        space_deltas.send_soon(key=space_id.encode(), value=orjson.dumps({
+            "k": "c", "ts": ts, "d": delta, "dpu": placement.dpu_id,
+            "src": ["p", msg.partition, msg.offset, seq]}))
+        seq += 1
+    if corrections or before is None:
+        telemetry.send_soon(key=placement.dpu_id.encode(), value=orjson.dumps({
+            "k": "reattributed", "dpu": placement.dpu_id, "start": start, "end": end,
+            "door": placement.doorway_id, "pat": placement.installed_at,
+            "sp": [[s.space_id, s.direction] for s in placement.spaces]}))
 
 
 @app.agent(dpu_inputs, name="count-dpus")
@@ -168,7 +194,7 @@ def handle_delta(space_id: str, event: EventT) -> None:
     if bucket is not None:
         store(space_days, day_key, bucket_to_value(bucket))
     store(spaces, space_id, state.to_value())
-    _emit_count(state, {"k": "e", "ts": ts, "d": d, "dpu": delta["dpu"], "src": delta["src"],
+    _emit_count(state, {"k": delta["k"], "ts": ts, "d": d, "dpu": delta["dpu"], "src": delta["src"],
                         "counted": counted})
 
 

@@ -43,6 +43,10 @@ telemetry_sink = PostgresSink("dpu_telemetry", cfg.database_url, {
                  "net, doorway_id, placement_at, spaces, source_partition, source_offset, "
                  "kafka_ts) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                  "ON CONFLICT DO NOTHING",
+    # A placement recorded late re-attributes the DPU's events in its interval.
+    "reattributed": "UPDATE dpu_telemetry SET doorway_id = %s, placement_at = %s, spaces = %s, "
+                    "reconciled_at = now() WHERE dpu_id = %s AND event_ts >= %s "
+                    "AND (%s::timestamptz IS NULL OR event_ts < %s)",
 })
 
 space_count_sink = PostgresSink("space_count", cfg.database_url, {
@@ -121,6 +125,12 @@ async def sink_dpu_log(stream):
 async def sink_telemetry(stream):
     def add(event: EventT) -> None:
         t = orjson.loads(event.message.value)
+        if t["k"] == "reattributed":
+            end = from_us(t["end"]) if t["end"] is not None else None
+            telemetry_sink.add(("reattributed", (
+                t["door"], from_us(t["pat"]), orjson.dumps(t["sp"]).decode(), t["dpu"],
+                from_us(t["start"]), end, end)))
+            return
         net = t["ins"] - t["outs"]
         telemetry_sink.add(("dpu", (t["dpu"],)))
         telemetry_sink.add(("telemetry", (
@@ -136,7 +146,7 @@ async def sink_telemetry(stream):
 async def sink_space_counts(stream):
     def add(event: EventT) -> None:
         c = orjson.loads(event.message.value)
-        if c["k"] == "e":
+        if c["k"] in ("e", "c"):
             code, partition, offset, seq = c["src"]
             space_count_sink.add(("count", (
                 c["space"], from_us(c["ts"]), c["dpu"], c["d"], c["count"], c["counted"], code,

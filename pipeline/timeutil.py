@@ -11,6 +11,12 @@ from datetime import datetime, timedelta, timezone
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 US = 1_000_000
+DAY_US = 86_400 * US
+
+
+def day_of(ts: int) -> int:
+    """The UTC day number of an instant (days since the epoch)."""
+    return ts // DAY_US
 
 
 class BadTimestamp(ValueError):

@@ -7,11 +7,12 @@ changelog as is. The placement valid at ``t`` is the one with the greatest ``ins
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from pipeline.models import Placement, SpaceSign
+from pipeline.timeutil import day_of
 
 
 @dataclass
@@ -77,6 +78,8 @@ class DpuState:
     applied: dict[str, int] = field(default_factory=dict)
     """Highest source offset applied per ``"<topic code>:<partition>"``: a record redelivered
     after a crash or rebalance changes nothing twice."""
+    days: list[int] = field(default_factory=list)
+    """UTC days (ascending) that have counted events in the ``dpu-days`` table."""
 
     @property
     def net(self) -> int:
@@ -88,6 +91,18 @@ class DpuState:
     def mark_applied(self, source: str, offset: int) -> None:
         self.applied[source] = offset
 
+    def note_day(self, day: int) -> None:
+        i = bisect_right(self.days, day)
+        if not (i and self.days[i - 1] == day):
+            self.days.insert(i, day)
+
+    def days_between(self, start: int, end: int | None) -> list[int]:
+        """Days with events that may fall in ``[start, end)`` (``end`` None: open)."""
+        first = day_of(start)
+        last = None if end is None else day_of(end - 1)
+        return [d for d in self.days[bisect_left(self.days, first):]
+                if last is None or d <= last]
+
     def count_event(self, ts: int, direction: int) -> None:
         if direction > 0:
             self.ins += 1
@@ -98,11 +113,37 @@ class DpuState:
 
     def to_value(self) -> dict[str, Any]:
         return {"p": self.placements.to_value(), "i": self.ins, "o": self.outs,
-                "l": self.last_event_at, "a": self.applied}
+                "l": self.last_event_at, "a": self.applied, "d": self.days}
 
     @classmethod
     def from_value(cls, dpu_id: str, value: dict[str, Any] | None) -> "DpuState":
         if not value:
             return cls(dpu_id)
         return cls(dpu_id, PlacementHistory.from_value(dpu_id, value["p"]), value["i"],
-                   value["o"], value["l"], dict(value["a"]))
+                   value["o"], value["l"], dict(value["a"]), list(value.get("d", ())))
+
+
+def signs_of(placement: Placement | None) -> dict[str, int]:
+    return {s.space_id: s.direction for s in placement.spaces} if placement else {}
+
+
+def reattribution(nets: Iterable[tuple[int, int]], start: int, end: int | None,
+                  before: Placement | None, after: Placement) -> dict[tuple[str, int], int]:
+    """Corrections when ``after`` takes over ``[start, end)`` from ``before``.
+
+    ``nets`` are a DPU's ``(instant, net direction)``; each one inside the interval was attributed
+    through ``before`` and must now be through ``after``: per space, the difference of the signs.
+    Returns the net correction per ``(space_id, instant)``, zero entries left out.
+    """
+    old, new = signs_of(before), signs_of(after)
+    changed = {s: new.get(s, 0) - old.get(s, 0) for s in old.keys() | new.keys()}
+    changed = {s: d for s, d in changed.items() if d}
+    out: dict[tuple[str, int], int] = {}
+    if not changed:
+        return out
+    for ts, net in nets:
+        if ts < start or (end is not None and ts >= end) or not net:
+            continue
+        for space, sign_change in changed.items():
+            out[(space, ts)] = out.get((space, ts), 0) + net * sign_change
+    return {k: v for k, v in out.items() if v}

@@ -16,13 +16,7 @@ from bisect import insort
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pipeline.timeutil import US
-
-DAY_US = 86_400 * US
-
-
-def day_of(ts: int) -> int:
-    return ts // DAY_US
+from pipeline.timeutil import day_of
 
 
 DayBucket = dict[int, int]

@@ -5,7 +5,8 @@ import random
 from pipeline.models import DpuEvent, Placement, Reset, SpaceSign
 from pipeline.timeutil import US, parse_ts
 from tables.dpu_state import DpuState, PlacementHistory
-from tables.space_state import SpaceState, day_of
+from pipeline.timeutil import day_of
+from tables.space_state import SpaceState
 from tests import reference
 
 T0 = parse_ts("2018-02-01T00:00:00Z")
@@ -95,3 +96,29 @@ def test_space_state_skips_redelivered_sources():
     s.mark_applied("e:3", 10, 1)
     assert s.already_applied("e:3", 10, 1) and s.already_applied("e:3", 9, 5)
     assert not s.already_applied("e:3", 10, 2) and not s.already_applied("e:2", 0, 0)
+
+
+def test_reattribution_moves_the_events_of_the_interval_between_spaces():
+    from tables.dpu_state import reattribution
+
+    before = p(T0, ("A", 1), ("B", -1))
+    after = p(T0 + 10, ("B", 1), ("C", 1))
+    nets = [(T0 + 5, 1), (T0 + 10, 2), (T0 + 15, -1), (T0 + 20, 1)]
+    got = reattribution(nets, T0 + 10, T0 + 20, before, after)
+    # A loses its +1 sign, B goes from -1 to +1 (change +2), C gains +1.
+    assert got == {("A", T0 + 10): -2, ("B", T0 + 10): 4, ("C", T0 + 10): 2,
+                   ("A", T0 + 15): 1, ("B", T0 + 15): -2, ("C", T0 + 15): -1}
+    assert reattribution(nets, T0, None, None, p(T0, ("A", 1)))[("A", T0 + 20)] == 1
+    assert reattribution(nets, T0, None, before, before) == {}
+
+
+def test_days_between_finds_the_days_an_interval_covers():
+    s = DpuState("1")
+    for day in (3, 1, 7, 5):
+        s.note_day(day)
+    s.note_day(3)
+    assert s.days == [1, 3, 5, 7]
+    day = 86400 * US
+    assert s.days_between(3 * day, 7 * day) == [3, 5]
+    assert s.days_between(2 * day, None) == [3, 5, 7]
+    assert s.days_between(7 * day + 1, 7 * day + 2) == [7]

@@ -80,7 +80,6 @@ def test_invalid_records_are_dead_lettered_and_change_no_count(pipeline):
 def test_duplicates_late_resets_and_unplaced_events(pipeline):
     t = parse_ts("2018-02-25T10:00:00Z")
     pipeline.publish(FLOORPLAN)
-    pipeline.wait()  # re-attribution of events by a late placement is issue #3's
     events = [
         DpuEvent("283", t + 1_000_000, 1, "id-1"),
         DpuEvent("283", t + 1_000_000, 1, "id-1"),  # same event_id: counts once
@@ -115,3 +114,33 @@ def test_cli_sets_placements_and_resets_and_produces_files(pipeline, tmp_path):
     assert (pipeline.count("S"), pipeline.count("T")) == (7, -2)
     bad = pipeline.cli("count", "nowhere", check=False)
     assert bad.returncode == 1 and "unknown space" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_late_placements_reattribute_events_already_counted(pipeline):
+    t = parse_ts("2018-03-01T10:00:00Z")
+    second = 1_000_000
+    pipeline.publish([DpuEvent("283", t + i * second, 1) for i in range(1, 5)]
+                     + [DpuEvent("423", t + 5 * second, 1)])
+    pipeline.wait()
+    assert pipeline.count("A") is None  # no placement yet: no space is known
+
+    pipeline.publish(FLOORPLAN)  # recorded after the fact, valid since February
+    pipeline.wait()
+    assert (pipeline.count("A"), pipeline.count("B")) == (5, -1)
+
+    # 283 was moved to a door of C at t+3s: its last two crossings were C's.
+    pipeline.publish([Placement("283", t + 3 * second, (SpaceSign("C", 1),), "Y")])
+    pipeline.wait()
+    assert (pipeline.count("A"), pipeline.count("B"), pipeline.count("C")) == (3, -1, 2)
+
+    # ...and taken down at t+2s, before the move: its crossing at t+2s counts nowhere (the move
+    # at t+3s still governs the later two).
+    pipeline.publish([Placement("283", t + 2 * second, ())])
+    pipeline.wait()
+    assert (pipeline.count("A"), pipeline.count("B"), pipeline.count("C")) == (2, -1, 2)
+    # The database history, corrections included, adds up to the same counts.
+    assert dict(pipeline.sql("SELECT space_id, sum(delta)::int FROM space_count GROUP BY 1")) == \
+        {"A": 2, "B": -1, "C": 2}
+    doors = pipeline.sql("SELECT doorway_id, count(*) FROM dpu_telemetry WHERE dpu_id = '283' "
+                         "GROUP BY 1 ORDER BY 1")
+    assert doors == [("X", 1), ("Y", 2), (None, 1)]
