@@ -33,6 +33,8 @@ space_deltas = app.topic(cfg.topic(topics.SPACE_DELTAS), **_RAW)
 telemetry = app.topic(cfg.topic(topics.TELEMETRY), **_RAW)
 space_counts = app.topic(cfg.topic(topics.SPACE_COUNTS), **_RAW)
 dead_letter = app.topic(cfg.topic(topics.DEAD_LETTER), **_RAW)
+events_out = app.topic(cfg.topic(topics.EVENTS), **_RAW)
+"""The events topic as a destination (``POST /events``)."""
 
 EVENTS_TOPIC = cfg.topic(topics.EVENTS)
 RESETS_TOPIC = cfg.topic(topics.RESETS)
@@ -90,9 +92,9 @@ def handle_event(event: EventT, parsed: DpuEvent) -> None:
         # The DPU's own history, so that a placement recorded late can re-attribute this event.
         day = day_of(parsed.ts)
         day_key = f"{parsed.dpu_id}{KEY_SEP}{day}"
-        nets = bucket_from_value(load(dpu_days, day_key)) or {}
-        nets[parsed.ts] = nets.get(parsed.ts, 0) + parsed.direction
-        store(dpu_days, day_key, bucket_to_value(nets))
+        crossings = load(dpu_days, day_key) or []
+        crossings.append([parsed.ts, parsed.direction])
+        store(dpu_days, day_key, crossings)
         state.note_day(day)
         state.mark_applied(source, msg.offset)
         store(dpus, parsed.dpu_id, state.to_value())
@@ -129,14 +131,14 @@ def handle_placement(event: EventT, placement: Placement) -> None:
     state.mark_applied(source, msg.offset)
     store(dpus, placement.dpu_id, state.to_value())
     # Events already counted in [start, end) were attributed through `before`: correct them.
-    nets = ((ts, net) for day in state.days_between(start, end)
-            for ts, net in (bucket_from_value(load(dpu_days, f"{placement.dpu_id}{KEY_SEP}{day}"))
-                            or {}).items())
-    corrections = reattribution(nets, start, end, before, placement)
-    for (space_id, ts), delta in sorted(corrections.items(), key=lambda c: (c[0][1], c[0][0])):
+    crossings = [(ts, int(d > 0), int(d < 0)) for day in state.days_between(start, end)
+                 for ts, d in load(dpu_days, f"{placement.dpu_id}{KEY_SEP}{day}") or ()]
+    corrections = reattribution(crossings, start, end, before, placement)
+    for (space_id, ts), (entries, exits) in sorted(corrections.items(),
+                                                   key=lambda c: (c[0][1], c[0][0])):
         space_deltas.send_soon(key=space_id.encode(), value=orjson.dumps({
-            "k": "c", "ts": ts, "d": delta, "dpu": placement.dpu_id,
-            "src": ["p", msg.partition, msg.offset, seq]}))
+            "k": "c", "ts": ts, "d": entries - exits, "en": entries, "ex": exits,
+            "dpu": placement.dpu_id, "src": ["p", msg.partition, msg.offset, seq]}))
         seq += 1
     if corrections or before is None:
         telemetry.send_soon(key=placement.dpu_id.encode(), value=orjson.dumps({
@@ -194,8 +196,9 @@ def handle_delta(space_id: str, event: EventT) -> None:
     if bucket is not None:
         store(space_days, day_key, bucket_to_value(bucket))
     store(spaces, space_id, state.to_value())
-    _emit_count(state, {"k": delta["k"], "ts": ts, "d": d, "dpu": delta["dpu"], "src": delta["src"],
-                        "counted": counted})
+    _emit_count(state, {"k": delta["k"], "ts": ts, "d": d, "dpu": delta["dpu"],
+                        "en": delta.get("en", max(d, 0)), "ex": delta.get("ex", max(-d, 0)),
+                        "src": delta["src"], "counted": counted})
 
 
 def handle_reset(event: EventT, reset: Reset | DailyReset) -> None:

@@ -18,7 +18,7 @@ from pipeline.app import app, cfg
 from pipeline.models import DailyReset, Placement, Reject, Reset, parse_placement, parse_reset
 from pipeline.timeutil import from_us
 from sinks.base import BatchingSink
-from sinks.postgres import PostgresSink
+from sinks.postgres import CopyMerge, PostgresSink
 from sinks.redis_mirror import RedisMirror
 
 _RAW = dict(key_serializer="raw", value_serializer="raw")
@@ -33,16 +33,18 @@ REGISTER = {
 }
 
 log_sink = PostgresSink("dpu_log", cfg.database_url, {
-    "log": "INSERT INTO dpu_log (topic, \"partition\", \"offset\", kafka_ts, dpu_id, raw) "
-           "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+    "log": CopyMerge("dpu_log_in", "dpu_log",
+                     ("topic", "partition", "offset", "kafka_ts", "dpu_id", "raw"),
+                     "INSERT INTO dpu_log SELECT * FROM dpu_log_in ON CONFLICT DO NOTHING"),
 })
 
 telemetry_sink = PostgresSink("dpu_telemetry", cfg.database_url, {
     "dpu": REGISTER["dpu"],
-    "telemetry": "INSERT INTO dpu_telemetry (dpu_id, event_ts, direction, event_id, ins, outs, "
-                 "net, doorway_id, placement_at, spaces, source_partition, source_offset, "
-                 "kafka_ts) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                 "ON CONFLICT DO NOTHING",
+    "telemetry": CopyMerge(
+        "dpu_telemetry_in", "dpu_telemetry",
+        ("dpu_id", "event_ts", "direction", "event_id", "ins", "outs", "net", "doorway_id",
+         "placement_at", "spaces", "source_partition", "source_offset", "kafka_ts"),
+        "INSERT INTO dpu_telemetry SELECT * FROM dpu_telemetry_in ON CONFLICT DO NOTHING"),
     # A placement recorded late re-attributes the DPU's events in its interval.
     "reattributed": "UPDATE dpu_telemetry SET doorway_id = %s, placement_at = %s, spaces = %s, "
                     "reconciled_at = now() WHERE dpu_id = %s AND event_ts >= %s "
@@ -51,9 +53,23 @@ telemetry_sink = PostgresSink("dpu_telemetry", cfg.database_url, {
 
 space_count_sink = PostgresSink("space_count", cfg.database_url, {
     "space": REGISTER["space"],
-    "count": "INSERT INTO space_count (space_id, event_ts, dpu_id, delta, count_on_arrival, "
-             "counted_on_arrival, source, source_partition, source_offset, seq) "
-             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+    # Only the rows really inserted feed the hourly rollup and mark the space for
+    # reconciliation: a batch delivered twice changes nothing the second time.
+    "count": CopyMerge(
+        "space_count_in", "space_count",
+        ("space_id", "event_ts", "dpu_id", "delta", "entries", "exits", "count_on_arrival",
+         "counted_on_arrival", "source", "source_partition", "source_offset", "seq"),
+        "WITH ins AS (INSERT INTO space_count SELECT * FROM space_count_in ON CONFLICT DO NOTHING "
+        "  RETURNING space_id, event_ts, delta, entries, exits), "
+        "rollup AS (INSERT INTO space_count_hourly (space_id, hour, delta, entries, exits) "
+        "  SELECT space_id, date_trunc('hour', event_ts, 'UTC'), sum(delta), sum(entries), "
+        "  sum(exits) FROM ins GROUP BY 1, 2 ON CONFLICT (space_id, hour) DO UPDATE SET "
+        "  delta = space_count_hourly.delta + excluded.delta, "
+        "  entries = space_count_hourly.entries + excluded.entries, "
+        "  exits = space_count_hourly.exits + excluded.exits) "
+        "INSERT INTO space_dirty (space_id, since) SELECT space_id, min(event_ts) FROM ins "
+        "GROUP BY 1 ON CONFLICT (space_id) DO UPDATE SET since = "
+        "LEAST(space_dirty.since, excluded.since)"),
 })
 
 rejects_sink = PostgresSink("dpu_rejects", cfg.database_url, {
@@ -83,6 +99,8 @@ resets_sink = PostgresSink("space_resets", cfg.database_url, {
     "space": REGISTER["space"],
     "reset": "INSERT INTO space_resets (space_id, at, count) VALUES (%s, %s, %s) "
              "ON CONFLICT (space_id, at) DO UPDATE SET count = excluded.count",
+    "dirty": "INSERT INTO space_dirty (space_id, since) VALUES (%s, %s) ON CONFLICT (space_id) "
+             "DO UPDATE SET since = LEAST(space_dirty.since, excluded.since)",
     "daily": "INSERT INTO space_daily_resets (space_id, local_time, tz, count) "
              "VALUES (%s, %s, %s, %s) ON CONFLICT (space_id) DO UPDATE SET local_time = "
              "excluded.local_time, tz = excluded.tz, count = excluded.count, updated_at = now()",
@@ -149,8 +167,8 @@ async def sink_space_counts(stream):
         if c["k"] in ("e", "c"):
             code, partition, offset, seq = c["src"]
             space_count_sink.add(("count", (
-                c["space"], from_us(c["ts"]), c["dpu"], c["d"], c["count"], c["counted"], code,
-                partition, offset, seq)))
+                c["space"], from_us(c["ts"]), c["dpu"], c["d"], c["en"], c["ex"], c["count"],
+                c["counted"], code, partition, offset, seq)))
         else:
             space_count_sink.add(("space", (c["space"],)))
         space_mirror.add(("space", c["space"], {"space_id": c["space"], "count": c["count"],
@@ -203,6 +221,7 @@ async def sink_resets(stream):
         if isinstance(r, Reset):
             resets_sink.add(("space", (r.space_id,)))
             resets_sink.add(("reset", (r.space_id, from_us(r.at), r.count)))
+            resets_sink.add(("dirty", (r.space_id, from_us(r.at))))
         elif isinstance(r, DailyReset):
             resets_sink.add(("space", (r.space_id,)))
             if r.time is None:

@@ -21,7 +21,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     import agents.counting  # noqa: F401
     import agents.sinks  # noqa: F401
-    import pipeline.web  # noqa: F401
+    import pipeline.views  # noqa: F401
     from pipeline.app import app
 
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -1,7 +1,8 @@
-"""PostgreSQL sinks: each flush is one transaction of batched ``INSERT ... ON CONFLICT`` upserts."""
+"""PostgreSQL sinks: each flush is one transaction of batched, idempotent upserts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import psycopg
@@ -9,24 +10,42 @@ import psycopg
 from sinks.base import BatchingSink
 
 Statement = tuple[str, Sequence[Any]]
-"""A SQL statement key and its parameters."""
+"""A statement key and its parameters."""
+
+
+@dataclass(frozen=True)
+class CopyMerge:
+    """Rows COPYed into a temporary staging table, then merged with one statement.
+
+    COPY moves a large batch in one round trip; ``merge`` (an ``INSERT ... SELECT ... FROM
+    <staging> ON CONFLICT ...``) keeps the write idempotent and may update rollups from the rows
+    it actually inserted.
+    """
+
+    staging: str
+    """Name of the temporary table (emptied at each commit)."""
+    like: str
+    """Table whose columns the staging table copies."""
+    columns: tuple[str, ...]
+    """Columns given by each row, in order."""
+    merge: str
+    """SQL that moves the staged rows into place."""
 
 
 class PostgresSink(BatchingSink[Statement]):
     """Writes rows to PostgreSQL with a fixed set of parameterized statements.
 
-    ``statements`` maps a key to SQL with ``%s`` placeholders; ``add((key, params))`` queues one
-    execution. A flush runs each statement's rows with ``executemany`` (pipelined by psycopg) in
-    statement order, in one transaction, then ``finally_sql`` (if any) once.
+    ``statements`` maps a key to SQL with ``%s`` placeholders (run with ``executemany``, pipelined
+    by psycopg) or to a :class:`CopyMerge`. ``add((key, params))`` queues one row. A flush runs the
+    statements in their declared order, in one transaction.
     """
 
-    def __init__(self, name: str, database_url: str, statements: dict[str, str],
-                 finally_sql: Sequence[str] = ()) -> None:
+    def __init__(self, name: str, database_url: str,
+                 statements: dict[str, str | CopyMerge]) -> None:
         super().__init__()
         self.name = name
         self.database_url = database_url
         self.statements = statements
-        self.finally_sql = finally_sql
         self._conn: psycopg.AsyncConnection | None = None
 
     async def _connection(self) -> psycopg.AsyncConnection:
@@ -43,10 +62,24 @@ class PostgresSink(BatchingSink[Statement]):
         async with conn.transaction():
             async with conn.cursor() as cur:
                 for key, params in grouped.items():
-                    if params:
-                        await cur.executemany(self.statements[key], params)
-                for sql in self.finally_sql:
-                    await cur.execute(sql)
+                    if not params:
+                        continue
+                    statement = self.statements[key]
+                    if isinstance(statement, CopyMerge):
+                        await self._copy_merge(cur, statement, params)
+                    else:
+                        await cur.executemany(statement, params)
+
+    @staticmethod
+    async def _copy_merge(cur: psycopg.AsyncCursor, stmt: CopyMerge,
+                          rows: list[Sequence[Any]]) -> None:
+        await cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stmt.staging} "
+                          f"(LIKE {stmt.like} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        columns = ", ".join(f'"{c}"' for c in stmt.columns)
+        async with cur.copy(f"COPY {stmt.staging} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                await copy.write_row(row)
+        await cur.execute(stmt.merge)
 
     async def reset(self) -> None:
         conn, self._conn = self._conn, None

@@ -127,23 +127,33 @@ def signs_of(placement: Placement | None) -> dict[str, int]:
     return {s.space_id: s.direction for s in placement.spaces} if placement else {}
 
 
-def reattribution(nets: Iterable[tuple[int, int]], start: int, end: int | None,
-                  before: Placement | None, after: Placement) -> dict[tuple[str, int], int]:
+def _split(sign: int, ins: int, outs: int) -> tuple[int, int]:
+    """(entries, exits) of a space for ``ins`` +1 and ``outs`` -1 crossings under ``sign``."""
+    if sign > 0:
+        return ins, outs
+    if sign < 0:
+        return outs, ins
+    return 0, 0
+
+
+def reattribution(crossings: Iterable[tuple[int, int, int]], start: int, end: int | None,
+                  before: Placement | None,
+                  after: Placement) -> dict[tuple[str, int], tuple[int, int]]:
     """Corrections when ``after`` takes over ``[start, end)`` from ``before``.
 
-    ``nets`` are a DPU's ``(instant, net direction)``; each one inside the interval was attributed
-    through ``before`` and must now be through ``after``: per space, the difference of the signs.
-    Returns the net correction per ``(space_id, instant)``, zero entries left out.
+    ``crossings`` are a DPU's ``(instant, ins, outs)``; those inside the interval were attributed
+    through ``before`` and must now be through ``after``. Returns, per ``(space_id, instant)``,
+    the change of that space's ``(entries, exits)``; its count changes by entries - exits.
     """
     old, new = signs_of(before), signs_of(after)
-    changed = {s: new.get(s, 0) - old.get(s, 0) for s in old.keys() | new.keys()}
-    changed = {s: d for s, d in changed.items() if d}
-    out: dict[tuple[str, int], int] = {}
-    if not changed:
-        return out
-    for ts, net in nets:
-        if ts < start or (end is not None and ts >= end) or not net:
+    changed = [s for s in old.keys() | new.keys() if old.get(s, 0) != new.get(s, 0)]
+    out: dict[tuple[str, int], tuple[int, int]] = {}
+    for ts, ins, outs in crossings:
+        if ts < start or (end is not None and ts >= end):
             continue
-        for space, sign_change in changed.items():
-            out[(space, ts)] = out.get((space, ts), 0) + net * sign_change
-    return {k: v for k, v in out.items() if v}
+        for space in changed:
+            e_old, x_old = _split(old.get(space, 0), ins, outs)
+            e_new, x_new = _split(new.get(space, 0), ins, outs)
+            if (e_new, x_new) != (e_old, x_old):
+                out[(space, ts)] = (e_new - e_old, x_new - x_old)
+    return out

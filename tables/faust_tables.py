@@ -25,7 +25,8 @@ dpus = app.Table("dpus", **_RAW, help="DpuState per dpu_id")
 event_ids = app.Table("event-ids", **_RAW,
                       help="first source [partition, offset] per 'dpu_id<US>event_id'")
 dpu_days = app.Table("dpu-days", **_RAW,
-                     help="net direction per event instant of one DPU and UTC day, 'dpu_id<US>day'")
+                     help="[instant, direction] of each counted event of one DPU and UTC day, "
+                          "'dpu_id<US>day'")
 spaces = app.Table("spaces", **_RAW, help="SpaceState per space_id")
 space_days = app.Table("space-days", **_RAW,
                        help="per-instant deltas of one space and UTC day, 'space_id<US>day'")

@@ -103,13 +103,13 @@ def test_reattribution_moves_the_events_of_the_interval_between_spaces():
 
     before = p(T0, ("A", 1), ("B", -1))
     after = p(T0 + 10, ("B", 1), ("C", 1))
-    nets = [(T0 + 5, 1), (T0 + 10, 2), (T0 + 15, -1), (T0 + 20, 1)]
-    got = reattribution(nets, T0 + 10, T0 + 20, before, after)
-    # A loses its +1 sign, B goes from -1 to +1 (change +2), C gains +1.
-    assert got == {("A", T0 + 10): -2, ("B", T0 + 10): 4, ("C", T0 + 10): 2,
-                   ("A", T0 + 15): 1, ("B", T0 + 15): -2, ("C", T0 + 15): -1}
-    assert reattribution(nets, T0, None, None, p(T0, ("A", 1)))[("A", T0 + 20)] == 1
-    assert reattribution(nets, T0, None, before, before) == {}
+    crossings = [(T0 + 5, 1, 0), (T0 + 10, 2, 0), (T0 + 15, 0, 1), (T0 + 20, 1, 0)]
+    got = reattribution(crossings, T0 + 10, T0 + 20, before, after)
+    # A loses its entries, B's exits become entries, C gains them: as (entries, exits).
+    assert got == {("A", T0 + 10): (-2, 0), ("B", T0 + 10): (2, -2), ("C", T0 + 10): (2, 0),
+                   ("A", T0 + 15): (0, -1), ("B", T0 + 15): (-1, 1), ("C", T0 + 15): (0, 1)}
+    assert reattribution(crossings, T0, None, None, p(T0, ("A", 1)))[("A", T0 + 20)] == (1, 0)
+    assert reattribution(crossings, T0, None, before, before) == {}
 
 
 def test_days_between_finds_the_days_an_interval_covers():

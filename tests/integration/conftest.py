@@ -119,6 +119,20 @@ class Pipeline:
     def get(self, path: str) -> tuple[int, Any]:
         return self.worker.get_json(path)
 
+    def post(self, path: str, body: bytes, token: str | None = None) -> tuple[int, Any]:
+        import urllib.request
+
+        import orjson
+
+        req = urllib.request.Request(self.worker.base_url + path, data=body, method="POST")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, orjson.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, orjson.loads(exc.read() or b"null")
+
     def count(self, space: str) -> int | None:
         status, body = self.get(f"/spaces/{space}/count")
         return body["count"] if status == 200 else None
@@ -140,14 +154,16 @@ class Pipeline:
 
 
 @pytest.fixture
-def pipeline(base_settings: Settings, tmp_path) -> Pipeline:
+def pipeline(base_settings: Settings, tmp_path, request) -> Pipeline:
+    """A worker of its own; ``@pytest.mark.settings(name=value)`` changes its settings."""
+    marker = request.node.get_closest_marker("settings")
     run = f"t{uuid.uuid4().hex[:10]}"
     params = conninfo_to_dict(base_settings.database_url)
     params["options"] = f"-csearch_path={run}"
     settings = base_settings.with_(
         topic_prefix=f"{run}-", app_id=f"dpu-{run}", state_dir=tmp_path / "state",
         database_url=make_conninfo("", **params), web_port=free_port(),
-        commit_interval_s=0.2, sink_flush_s=0.05)
+        commit_interval_s=0.2, sink_flush_s=0.05, **(marker.kwargs if marker else {}))
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     try:
         worker.wait_ready()

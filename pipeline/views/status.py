@@ -1,12 +1,6 @@
-"""The HTTP view served by each worker (SPEC §5).
-
-Realtime answers come from the ``spaces`` table; a request for a space whose partition another
-worker owns is routed to that worker by Faust's table router.
-"""
+"""Health of the worker: ``/status`` (caught up? lag, sink backlog) and ``/metrics``."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from faust.web import Request, Response, View
 
@@ -14,36 +8,6 @@ from agents.sinks import SINKS
 from pipeline import topics
 from pipeline.app import app, cfg
 from pipeline.metrics import metrics
-from pipeline.timeutil import iso
-from tables.faust_tables import items, load, spaces
-from tables.space_state import SpaceState
-
-
-def error(web: View, status: int, message: str) -> Response:
-    return web.json({"error": message}, status=status)
-
-
-def space_answer(space_id: str, value: dict[str, Any]) -> dict[str, Any]:
-    state = SpaceState.from_value(space_id, value)
-    return {"space_id": space_id, "count": state.count, "updated_at": iso(state.updated_at)}
-
-
-@app.page("/spaces")
-class SpacesView(View):
-    async def get(self, request: Request) -> Response:
-        listing = [space_answer(k, v) for k, v in items(spaces)]
-        listing.sort(key=lambda s: s["space_id"])
-        return self.json({"spaces": listing})
-
-
-@app.page("/spaces/{space_id}/count")
-class SpaceCountView(View):
-    @app.table_route(table=spaces, match_info="space_id")
-    async def get(self, request: Request, space_id: str) -> Response:
-        value = load(spaces, space_id)
-        if value is None:
-            return error(self, 404, f"unknown space {space_id!r}")
-        return self.json(space_answer(space_id, value))
 
 
 PIPELINE_TOPICS = frozenset(cfg.topic(name) for name in topics.ALL)

@@ -1,0 +1,163 @@
+"""Answers about the past, from PostgreSQL: ``count(S, T)`` and per-bucket series (SPEC §2, §5).
+
+``count(S, T)`` = the latest reset at or before ``T`` (else 0) plus every delta after it up to
+``T``. Whole hours come from ``space_count_hourly`` and only the partial hours at the two ends
+from ``space_count`` rows, so an answer reads at most two hours of rows plus one rollup row per
+hour since the latest reset, however long the history.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from pipeline.timeutil import US, from_us, iso, to_us
+
+HOUR_US = 3600 * US
+MAX_POINTS = 5000
+"""Largest number of buckets one series request may ask for."""
+
+
+class BadQuery(ValueError):
+    """A parameter a user gave makes no sense (answered with 400)."""
+
+
+def _floor_hour(ts: int) -> int:
+    return ts - ts % HOUR_US
+
+
+async def is_known(conn: psycopg.AsyncConnection, space_id: str) -> bool:
+    cur = await conn.execute("SELECT 1 FROM spaces WHERE space_id = %s", (space_id,))
+    return await cur.fetchone() is not None
+
+
+async def latest_reset(conn: psycopg.AsyncConnection, space_id: str,
+                       at: int) -> tuple[int, int] | None:
+    cur = await conn.execute(
+        "SELECT at, count FROM space_resets WHERE space_id = %s AND at <= %s "
+        "ORDER BY at DESC LIMIT 1", (space_id, from_us(at)))
+    row = await cur.fetchone()
+    return (to_us(row[0]), int(row[1])) if row else None
+
+
+async def count_at(conn: psycopg.AsyncConnection, space_id: str, at: int) -> int:
+    """``count(space_id, at)`` over the history written so far."""
+    reset = await latest_reset(conn, space_id, at)
+    base = reset[1] if reset else 0
+    tail_start = _floor_hour(at)
+    if reset is None:
+        hourly, raw = (None, tail_start), [(None, at)]
+    else:
+        head_end = _floor_hour(reset[0]) + HOUR_US
+        if head_end > tail_start:  # the reset and `at` fall in the same hour
+            hourly, raw = None, [(reset[0], at)]
+        else:
+            hourly, raw = (head_end, tail_start), [(reset[0], head_end - 1), (tail_start - 1, at)]
+    total = base
+    if hourly is not None:
+        lo, hi = hourly
+        cur = await conn.execute(
+            "SELECT COALESCE(sum(delta), 0) FROM space_count_hourly WHERE space_id = %s "
+            "AND (%s::timestamptz IS NULL OR hour >= %s) AND hour < %s",
+            (space_id, from_us(lo) if lo is not None else None,
+             from_us(lo) if lo is not None else None, from_us(hi)))
+        total += int((await cur.fetchone())[0])
+    for after, upto in raw:  # (after, upto]: events strictly after `after`
+        cur = await conn.execute(
+            "SELECT COALESCE(sum(delta), 0) FROM space_count WHERE space_id = %s "
+            "AND (%s::timestamptz IS NULL OR event_ts > %s) AND event_ts <= %s",
+            (space_id, from_us(after) if after is not None else None,
+             from_us(after) if after is not None else None, from_us(upto)))
+        total += int((await cur.fetchone())[0])
+    return total
+
+
+_BUCKET = re.compile(r"^(\d{1,4})(m|h|d)$")
+
+
+@dataclass(frozen=True)
+class SeriesQuery:
+    start: int
+    end: int
+    bucket: str
+    tz: ZoneInfo | None
+
+    def boundaries(self) -> list[int]:
+        """Bucket edges from ``start`` to past ``end``: aligned to ``tz``'s wall clock if given."""
+        m = _BUCKET.match(self.bucket)
+        if not m or int(m.group(1)) == 0:
+            raise BadQuery(f"unknown bucket {self.bucket!r}: use a number and m, h or d (15m, 1h, 1d)")
+        n, unit = int(m.group(1)), m.group(2)
+        if self.start >= self.end:
+            raise BadQuery("start must be before end")
+        zone = self.tz or ZoneInfo("UTC")
+        local = from_us(self.start).astimezone(zone)
+        if unit == "d":
+            first = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            step = lambda t, i: (first.replace(tzinfo=None) + timedelta(days=n * i)).replace(
+                tzinfo=zone)
+        else:
+            size = timedelta(minutes=n) if unit == "m" else timedelta(hours=n)
+            midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            offset = (local - midnight) // size
+            first = midnight + offset * size
+            step = lambda t, i: first + size * i
+        edges: list[int] = []
+        i = 0
+        while True:
+            edge = to_us(step(first, i))
+            if edges and edge <= edges[-1]:  # a DST jump folded two local times together
+                i += 1
+                continue
+            edges.append(edge)
+            if edge >= self.end:
+                return edges
+            if len(edges) > MAX_POINTS + 1:
+                raise BadQuery(f"too many points: more than {MAX_POINTS} buckets")
+            i += 1
+
+
+async def series(conn: psycopg.AsyncConnection, space_id: str, q: SeriesQuery) -> list[dict[str, Any]]:
+    """Per bucket: start, entries, exits, count at its end, min and max within it."""
+    edges = q.boundaries()
+    running = await count_at(conn, space_id, edges[0] - 1)
+    cur = await conn.execute(
+        "SELECT event_ts, delta, entries, exits, 0 AS kind FROM space_count WHERE space_id = %s "
+        "AND event_ts >= %s AND event_ts < %s "
+        "UNION ALL SELECT at, count, 0, 0, 1 FROM space_resets WHERE space_id = %s "
+        "AND at >= %s AND at < %s ORDER BY 1, 5",
+        (space_id, from_us(edges[0]), from_us(edges[-1]), space_id, from_us(edges[0]),
+         from_us(edges[-1])))
+    changes = await cur.fetchall()
+    out: list[dict[str, Any]] = []
+    j = 0
+    for b0, b1 in zip(edges, edges[1:]):
+        entries = exits = 0
+        low = high = running
+        while j < len(changes) and to_us(changes[j][0]) < b1:
+            ts, value, e, x, kind = changes[j]
+            if kind == 1:  # a reset absorbs the events at its instant: they sort before it
+                running = int(value)
+            else:
+                running += int(value)
+                entries += int(e)
+                exits += int(x)
+            low, high = min(low, running), max(high, running)
+            j += 1
+        out.append({"start": iso(b0), "entries": entries, "exits": exits, "count": running,
+                    "min": low, "max": high})
+    return out
+
+
+def parse_tz(name: str | None) -> ZoneInfo | None:
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except Exception:
+        raise BadQuery(f"unknown time zone {name[:64]!r}") from None

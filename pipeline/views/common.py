@@ -1,0 +1,39 @@
+"""What the views share: JSON errors, parameter parsing, the database pool."""
+
+from __future__ import annotations
+
+from faust.web import Response, View
+from psycopg_pool import AsyncConnectionPool
+
+from pipeline.app import cfg
+from pipeline.timeutil import BadTimestamp, parse_ts
+
+
+class BadParameter(ValueError):
+    """A request parameter is unusable: answered with 400 and the message."""
+
+
+def error(view: View, status: int, message: str) -> Response:
+    return view.json({"error": message}, status=status)
+
+
+def instant(value: str | None, name: str) -> int:
+    if value is None or value == "":
+        raise BadParameter(f"missing parameter {name!r}")
+    try:
+        return parse_ts(value)
+    except BadTimestamp as exc:
+        raise BadParameter(f"{name}: {exc}") from None
+
+
+_pool: list[AsyncConnectionPool] = []
+
+
+async def db_pool() -> AsyncConnectionPool:
+    """The worker's PostgreSQL pool for history answers, opened on first use."""
+    if not _pool:
+        pool = AsyncConnectionPool(cfg.database_url, min_size=1, max_size=8, open=False,
+                                   kwargs={"autocommit": True})
+        await pool.open(wait=False)
+        _pool.append(pool)
+    return _pool[0]

@@ -1,0 +1,73 @@
+"""The original prototype's endpoints, kept so its clients keep working.
+
+``GET /?space=A`` and ``GET /count?space=A[&timestamp=TS]`` answer ``{"status": "OK", "count": N}``
+(``null`` for an unknown space); ``POST /send`` takes one event.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from faust.web import Request, Response, View
+
+from pipeline.app import app
+from pipeline.models import Invalid
+from pipeline.views.common import BadParameter, error, instant
+from pipeline.views.history import count_or_none
+from pipeline.views.ingest import authorized, parse_body, publish, read_body, validate
+from pipeline.views.realtime import realtime_count
+from tables.faust_tables import spaces
+
+
+def _space(request: Request) -> str:
+    space = request.query.get("space", "")
+    if not space:
+        raise BadParameter("missing parameter 'space'")
+    return space
+
+
+@app.page("/")
+class RealtimeCompat(View):
+    async def get(self, request: Request) -> Response:
+        try:
+            _space(request)
+        except BadParameter as exc:
+            return error(self, 400, str(exc))
+        if "timestamp" in request.query:
+            return await self.as_of(request)
+        return await self.routed(request)
+
+    @app.table_route(table=spaces, query_param="space")
+    async def routed(self, request: Request) -> Response:
+        return self.json({"status": "OK", "count": realtime_count(request.query["space"])})
+
+    async def as_of(self, request: Request) -> Response:
+        try:
+            at = instant(request.query.get("timestamp"), "timestamp")
+            count = await count_or_none(_space(request), at)
+        except BadParameter as exc:
+            return error(self, 400, str(exc))
+        except psycopg.Error:
+            return error(self, 503, "the history database is not reachable")
+        return self.json({"status": "OK", "count": count})
+
+
+@app.page("/count")
+class CountCompat(RealtimeCompat):
+    """``/count`` answers exactly as ``/`` does."""
+
+
+@app.page("/send")
+class SendCompat(View):
+    async def post(self, request: Request) -> Response:
+        if not authorized(request):
+            return error(self, 401, "a valid bearer token is required")
+        try:
+            items = parse_body(await read_body(request))
+        except Invalid as exc:
+            return error(self, 400, str(exc))
+        good, bad = validate(items[:1])
+        if bad or len(items) != 1:
+            reason = bad[0]["reason"] if bad else "send takes exactly one event"
+            return self.json({"status": "error", "error": reason}, status=400)
+        await publish(good)
+        return self.json({"status": "OK"}, status=202)

@@ -1,0 +1,54 @@
+"""Answers about the past: ``?at=`` counts and series, from PostgreSQL (any worker answers)."""
+
+from __future__ import annotations
+
+import psycopg
+from faust.web import Request, Response, View
+
+from pipeline import history
+from pipeline.app import app
+from pipeline.timeutil import iso
+from pipeline.views.common import BadParameter, db_pool, error, instant
+
+
+async def count_view(view: View, request: Request, space_id: str) -> Response:
+    try:
+        at = instant(request.query.get("at"), "at")
+        value = await count_or_none(space_id, at)
+    except BadParameter as exc:
+        return error(view, 400, str(exc))
+    except psycopg.Error:
+        return error(view, 503, "the history database is not reachable")
+    if value is None:
+        return error(view, 404, f"unknown space {space_id!r}")
+    return view.json({"space_id": space_id, "count": value, "at": iso(at)})
+
+
+async def count_or_none(space_id: str, at: int) -> int | None:
+    """count(space_id, at), or None for a space no placement or reset has named."""
+    pool = await db_pool()
+    async with pool.connection(timeout=5) as conn:
+        if not await history.is_known(conn, space_id):
+            return None
+        return await history.count_at(conn, space_id, at)
+
+
+@app.page("/spaces/{space_id}/series")
+class SeriesView(View):
+    async def get(self, request: Request, space_id: str) -> Response:
+        q = request.query
+        try:
+            query = history.SeriesQuery(instant(q.get("start"), "start"),
+                                        instant(q.get("end"), "end"),
+                                        q.get("bucket", "1h"), history.parse_tz(q.get("tz")))
+            query.boundaries()  # validate before touching the database
+            pool = await db_pool()
+            async with pool.connection(timeout=5) as conn:
+                if not await history.is_known(conn, space_id):
+                    return error(self, 404, f"unknown space {space_id!r}")
+                points = await history.series(conn, space_id, query)
+        except (BadParameter, history.BadQuery) as exc:
+            return error(self, 400, str(exc))
+        except psycopg.Error:
+            return error(self, 503, "the history database is not reachable")
+        return self.json({"space_id": space_id, "bucket": query.bucket, "series": points})
