@@ -143,6 +143,18 @@ class Pipeline:
         raw = redis.from_url(self.settings.redis_url).hgetall(f"{self.settings.redis_prefix}spaces")
         return {k.decode(): orjson.loads(v)["count"] for k, v in raw.items()}
 
+    def assert_history_matches(self, events, placements, resets) -> None:
+        """Once reconciled, every space_count row's count_reconciled is count(S, its instant)."""
+        from pipeline.timeutil import to_us
+        from tests import reference
+
+        poll(lambda: self.sql("SELECT count(*) FROM space_dirty")[0][0] == 0 or None,
+             what="reconciliation done")
+        rows = self.sql("SELECT space_id, event_ts, count_reconciled FROM space_count")
+        wrong = [(s, t, c) for s, t, c in rows
+                 if c != reference.count(s, to_us(t), events, placements, resets)]
+        assert not wrong, wrong[:5]
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         env = {**os.environ, **self.settings.to_env()}
         proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env,

@@ -41,6 +41,9 @@ def test_sample_data_gives_the_floorplan_counts_everywhere(pipeline, sample_csv)
     assert pipeline.sql("SELECT space_id, sum(delta) FROM space_count GROUP BY 1 ORDER BY 1") == \
         [("A", 11), ("B", 8)]
 
+    # Reconciliation catches up by itself: every row's reconciled count is count(S, its instant).
+    pipeline.assert_history_matches(events, FLOORPLAN, START)
+
     out = pipeline.cli("count", "A")
     assert '"count":31' in out.stdout
     assert pipeline.cli("wait", "--timeout", "30").returncode == 0
@@ -97,6 +100,8 @@ def test_duplicates_late_resets_and_unplaced_events(pipeline):
     # A: 100 + two events at t+2s + the 423 event; B: the event at exactly the reset is absorbed.
     assert (pipeline.count("A"), pipeline.count("B")) == (103, 50)
     assert pipeline.sql("SELECT count(*) FROM dpu_telemetry")[0][0] == 5
+    pipeline.assert_history_matches(events, FLOORPLAN, [Reset("A", t + 1_500_000, 100),
+                                                        Reset("B", t + 3_000_000, 50)])
 
 
 def test_cli_sets_placements_and_resets_and_produces_files(pipeline, tmp_path):
@@ -141,6 +146,11 @@ def test_late_placements_reattribute_events_already_counted(pipeline):
     # The database history, corrections included, adds up to the same counts.
     assert dict(pipeline.sql("SELECT space_id, sum(delta)::int FROM space_count GROUP BY 1")) == \
         {"A": 2, "B": -1, "C": 2}
+    moves = [Placement("283", t + 3 * second, (SpaceSign("C", 1),), "Y"),
+             Placement("283", t + 2 * second, ())]
+    pipeline.assert_history_matches(
+        [DpuEvent("283", t + i * second, 1) for i in range(1, 5)]
+        + [DpuEvent("423", t + 5 * second, 1)], FLOORPLAN + moves, [])
     doors = pipeline.sql("SELECT doorway_id, count(*) FROM dpu_telemetry WHERE dpu_id = '283' "
                          "GROUP BY 1 ORDER BY 1")
     assert doors == [("X", 1), ("Y", 2), (None, 1)]

@@ -1,0 +1,28 @@
+"""The reconciliation timer: keeps ``space_count.count_reconciled`` right, continuously."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+
+from pipeline.app import app, cfg
+from pipeline.metrics import metrics
+from pipeline.reconcile import reconcile_round
+
+log = logging.getLogger(__name__)
+_connection: list[psycopg.AsyncConnection] = []
+
+
+@app.timer(interval=1.0, name="reconcile-space-counts")
+async def reconcile_space_counts() -> None:
+    try:
+        if not _connection or _connection[0].closed:
+            _connection[:] = [await psycopg.AsyncConnection.connect(
+                cfg.database_url, connect_timeout=5, application_name="dpu-reconcile")]
+        while await reconcile_round(_connection[0]):
+            metrics.inc("reconcile_rounds")
+    except psycopg.Error as exc:  # the database is down: try again next tick
+        log.warning("reconciliation skipped: %s", str(exc).strip().splitlines()[0:1])
+        if _connection:
+            await _connection.pop().close()
