@@ -10,6 +10,8 @@ again after a crash or rebalance changes nothing twice.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 from faust.types import EventT
 
@@ -19,9 +21,10 @@ from pipeline.metrics import metrics
 from pipeline.models import DailyReset, DpuEvent, Placement, Reject, Reset, parse_event, \
     parse_placement, parse_reset
 from pipeline.timeutil import now_us
-from tables.faust_tables import KEY_SEP, delete, dpu_days, dpus, event_ids, load, processing, \
-    space_days, spaces, store
+from tables.faust_tables import KEY_SEP, daily_resets, delete, dpu_days, dpus, event_ids, load, \
+    processing, space_days, spaces, store
 from pipeline.timeutil import day_of
+from tables.daily import DailySchedule
 from tables.dpu_state import DpuState, reattribution
 from tables.space_state import SpaceState, bucket_from_value, bucket_to_value
 
@@ -35,6 +38,8 @@ space_counts = app.topic(cfg.topic(topics.SPACE_COUNTS), **_RAW)
 dead_letter = app.topic(cfg.topic(topics.DEAD_LETTER), **_RAW)
 events_out = app.topic(cfg.topic(topics.EVENTS), **_RAW)
 """The events topic as a destination (``POST /events``)."""
+resets_out = app.topic(cfg.topic(topics.RESETS), **_RAW)
+"""The resets topic as a destination (daily resets as they fall due)."""
 
 EVENTS_TOPIC = cfg.topic(topics.EVENTS)
 RESETS_TOPIC = cfg.topic(topics.RESETS)
@@ -210,8 +215,18 @@ def handle_reset(event: EventT, reset: Reset | DailyReset) -> None:
     state.mark_applied(source, msg.offset)
     state.updated_at = now_us()
     if isinstance(reset, DailyReset):
-        store(spaces, reset.space_id, state.to_value())  # the schedule itself is kept by the sink
+        store(spaces, reset.space_id, state.to_value())
+        if reset.time is None:
+            delete(daily_resets, reset.space_id)
+        else:
+            store(daily_resets, reset.space_id, DailySchedule(
+                reset.time, reset.tz, reset.count, int(msg.timestamp * 1_000_000)).to_value())
         return
+    daily = load(daily_resets, reset.space_id)
+    if daily is not None:
+        schedule = DailySchedule.from_value(daily)
+        if schedule.is_instant(reset.at) and (schedule.last is None or reset.at > schedule.last):
+            store(daily_resets, reset.space_id, replace(schedule, last=reset.at).to_value())
     dropped = state.add_reset(
         reset.at, reset.count,
         lambda day: bucket_from_value(load(space_days, f"{reset.space_id}{KEY_SEP}{day}")))

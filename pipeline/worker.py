@@ -20,6 +20,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     from faust import Worker
 
     import agents.counting  # noqa: F401
+    import agents.daily  # noqa: F401
     import agents.reconcile  # noqa: F401
     import agents.sinks  # noqa: F401
     import pipeline.views  # noqa: F401

@@ -27,6 +27,7 @@ event_ids = app.Table("event-ids", **_RAW,
 dpu_days = app.Table("dpu-days", **_RAW,
                      help="[instant, direction] of each counted event of one DPU and UTC day, "
                           "'dpu_id<US>day'")
+daily_resets = app.Table("daily-resets", **_RAW, help="DailySchedule per space_id")
 spaces = app.Table("spaces", **_RAW, help="SpaceState per space_id")
 space_days = app.Table("space-days", **_RAW,
                        help="per-instant deltas of one space and UTC day, 'space_id<US>day'")

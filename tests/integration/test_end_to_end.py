@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.files import read_events
 from pipeline.models import DpuEvent, Placement, Reset, SpaceSign
-from pipeline.timeutil import parse_ts
+from pipeline.timeutil import iso, parse_ts
 from tests.integration.conftest import poll
 
 FLOORPLAN = [
@@ -154,3 +154,28 @@ def test_late_placements_reattribute_events_already_counted(pipeline):
     doors = pipeline.sql("SELECT doorway_id, count(*) FROM dpu_telemetry WHERE dpu_id = '283' "
                          "GROUP BY 1 ORDER BY 1")
     assert doors == [("X", 1), ("Y", 2), (None, 1)]
+
+
+def test_daily_reset_falls_due_on_the_wall_clock_and_is_an_ordinary_reset(pipeline):
+    from datetime import datetime, timedelta, timezone
+
+    from pipeline.timeutil import now_us, to_us
+
+    pipeline.publish([FLOORPLAN[0]])
+    now = now_us()
+    pipeline.publish([DpuEvent("283", now - 10_000_000 + i, 1) for i in range(3)])
+    pipeline.wait()
+    assert pipeline.count("A") == 3
+    wall = (datetime.now(timezone.utc) + timedelta(seconds=3)).replace(microsecond=0)
+    pipeline.cli("spaces", "daily-reset", "A", "--time", wall.strftime("%H:%M:%S"),
+                 "--tz", "UTC", "--count", "7")
+    poll(lambda: pipeline.count("A") == 7 or None, timeout=30, what="daily reset to 7")
+    at = to_us(wall)
+    assert pipeline.sql("SELECT count FROM space_resets WHERE space_id = 'A' AND at = %s",
+                        (wall,)) == [(7,)]
+    pipeline.publish([DpuEvent("283", at + 1_000_000, 1), DpuEvent("283", at, 1)])
+    pipeline.wait()
+    assert pipeline.count("A") == 8  # the event at the reset instant is absorbed
+    assert pipeline.get(f"/spaces/A/count?at={iso(at)}")[1]["count"] == 7
+    assert pipeline.sql("SELECT local_time::text, tz FROM space_daily_resets") == \
+        [(wall.strftime("%H:%M:%S"), "UTC")]

@@ -1,0 +1,37 @@
+from pipeline.timeutil import iso, parse_ts
+from tables.daily import DailySchedule
+
+
+def test_wall_clock_time_is_kept_across_daylight_saving_changes():
+    s = DailySchedule("04:00", "America/New_York", 0, since=parse_ts("2026-03-06T12:00:00Z"))
+    due = [iso(t) for t in s.due(parse_ts("2026-03-10T12:00:00Z"))]
+    # EST (UTC-5) until 8 March 2026, EDT (UTC-4) from then on.
+    assert due == ["2026-03-07T09:00:00.000Z", "2026-03-08T08:00:00.000Z",
+                   "2026-03-09T08:00:00.000Z", "2026-03-10T08:00:00.000Z"]
+    autumn = DailySchedule("04:00", "Europe/Paris", 0, since=parse_ts("2026-10-24T00:00:00Z"))
+    assert [iso(t) for t in autumn.due(parse_ts("2026-10-26T12:00:00Z"))] == [
+        "2026-10-24T02:00:00.000Z", "2026-10-25T03:00:00.000Z", "2026-10-26T03:00:00.000Z"]
+
+
+def test_only_instants_after_since_and_last_and_not_after_now_are_due():
+    s = DailySchedule("00:00", "UTC", 5, since=parse_ts("2026-01-01T00:00:00Z"))
+    assert s.due(parse_ts("2026-01-01T00:00:00Z")) == []  # the setting's own instant is not after it
+    assert [iso(t) for t in s.due(parse_ts("2026-01-03T00:00:00Z"))] == [
+        "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]
+    later = DailySchedule("00:00", "UTC", 5, since=s.since, last=parse_ts("2026-01-02T00:00:00Z"))
+    assert [iso(t) for t in later.due(parse_ts("2026-01-03T00:00:00Z"))] == [
+        "2026-01-03T00:00:00.000Z"]
+    assert later.is_instant(parse_ts("2026-01-05T00:00:00Z"))
+    assert not later.is_instant(parse_ts("2026-01-05T00:00:01Z"))
+
+
+def test_a_skipped_local_time_resolves_to_one_instant_per_day():
+    s = DailySchedule("02:30", "America/New_York", 0, since=parse_ts("2026-03-07T12:00:00Z"))
+    due = s.due(parse_ts("2026-03-09T12:00:00Z"))
+    assert [iso(t) for t in due] == ["2026-03-08T07:30:00.000Z", "2026-03-09T06:30:00.000Z"]
+    assert all(s.is_instant(t) for t in due)
+
+
+def test_round_trip():
+    s = DailySchedule("04:00", "UTC", 3, since=1, last=2)
+    assert DailySchedule.from_value(s.to_value()) == s
