@@ -155,5 +155,6 @@ def reattribution(crossings: Iterable[tuple[int, int, int]], start: int, end: in
             e_old, x_old = _split(old.get(space, 0), ins, outs)
             e_new, x_new = _split(new.get(space, 0), ins, outs)
             if (e_new, x_new) != (e_old, x_old):
-                out[(space, ts)] = (e_new - e_old, x_new - x_old)
+                e, x = out.get((space, ts), (0, 0))
+                out[(space, ts)] = (e + e_new - e_old, x + x_new - x_old)
     return out

@@ -1,7 +1,9 @@
-"""The Faust tables (changelog-backed, RocksDB by default) and the codec of their values.
+"""The Faust tables (changelog-backed, RocksDB by default), seen as one :class:`Store`.
 
-Values are plain JSON-able structures produced by ``DpuState``/``SpaceState.to_value``, encoded
-with orjson: compact in the changelog and fast to decode on every event.
+Keys and values are bytes on the wire ("raw"): a key's bytes are exactly the bytes producers key
+records with, so Faust's router hashes a table key to the same partition as the records. Values
+are the JSON-able structures of ``tables/``, encoded with orjson: compact in the changelog and
+fast to decode on every event.
 """
 
 from __future__ import annotations
@@ -16,21 +18,33 @@ from faust.types import EventT
 
 from pipeline.app import app
 
-
-# Keys and values are bytes on the wire ("raw"): a key's bytes are exactly the bytes producers
-# key records with, so Faust's router hashes a table key to the same partition as the records.
 _RAW = dict(key_type=bytes, value_type=bytes)
 
-dpus = app.Table("dpus", **_RAW, help="DpuState per dpu_id")
-event_ids = app.Table("event-ids", **_RAW,
-                      help="first source [partition, offset] per 'dpu_id<US>event_id'")
-dpu_days = app.Table("dpu-days", **_RAW,
-                     help="[instant, direction] of each counted event of one DPU and UTC day, "
-                          "'dpu_id<US>day'")
-daily_resets = app.Table("daily-resets", **_RAW, help="DailySchedule per space_id")
-spaces = app.Table("spaces", **_RAW, help="SpaceState per space_id")
-space_days = app.Table("space-days", **_RAW,
-                       help="per-instant deltas of one space and UTC day, 'space_id<US>day'")
+TABLES = {
+    "dpus": app.Table("dpus", **_RAW, help="DpuState per dpu_id"),
+    "dpu-days": app.Table("dpu-days", **_RAW,
+                          help="[instant, direction] of each counted event, 'dpu_id<US>day'"),
+    "event-ids": app.Table("event-ids", **_RAW,
+                           help="first source [partition, offset], 'dpu_id<US>event_id'"),
+    "spaces": app.Table("spaces", **_RAW, help="SpaceState per space_id"),
+    "space-days": app.Table("space-days", **_RAW,
+                            help="net delta per instant since the latest reset, 'space_id<US>day'"),
+    "daily-resets": app.Table("daily-resets", **_RAW, help="DailySchedule per space_id"),
+}
+dpus, spaces, daily_resets = TABLES["dpus"], TABLES["spaces"], TABLES["daily-resets"]
+
+
+class FaustStore:
+    """The tables as a :class:`tables.counting.Store` (writes need a current event)."""
+
+    def load(self, table: str, key: str) -> Any:
+        return load(TABLES[table], key)
+
+    def store(self, table: str, key: str, value: Any) -> None:
+        TABLES[table][key.encode()] = orjson.dumps(value)
+
+    def delete(self, table: str, key: str) -> None:
+        TABLES[table].pop(key.encode(), None)
 
 
 def load(table, key: str) -> Any:
@@ -39,21 +53,9 @@ def load(table, key: str) -> Any:
     return None if raw is None else orjson.loads(raw)
 
 
-def store(table, key: str, value: Any) -> None:
-    table[key.encode()] = orjson.dumps(value)
-
-
-def delete(table, key: str) -> None:
-    table.pop(key.encode(), None)
-
-
 def items(table) -> Iterator[tuple[str, Any]]:
     for key, raw in table.items():
         yield key.decode(), orjson.loads(raw)
-
-
-KEY_SEP = "\x1f"
-"""Separator of composite table keys (ASCII unit separator: never part of a valid id)."""
 
 
 @contextmanager

@@ -1,0 +1,208 @@
+"""The counting logic for one input record, over any key-value store.
+
+Agents call these functions with the Faust tables; unit tests call them with plain dicts, so the
+property tests exercise exactly the code that runs in the workers. Each function reads and writes
+state through :class:`Store` and returns the records to send on (``Out``), never sending itself.
+
+Idempotence: every state value records the highest source offset it applied per source partition.
+A record delivered again (after a crash or a rebalance) changes no state, and the records derived
+from it carry its source coordinates, so the next stage drops the copies it already applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from pipeline.models import DailyReset, DpuEvent, Placement, Reset, SpaceSign
+from pipeline.timeutil import day_of
+from tables.daily import DailySchedule
+from tables.dpu_state import DpuState, reattribution
+from tables.space_state import SpaceState, bucket_from_value, bucket_to_value
+
+KEY_SEP = "\x1f"
+"""Separator of composite keys (ASCII unit separator: never part of a valid id)."""
+
+DELTAS, TELEMETRY, COUNTS = "space-deltas", "dpu-telemetry", "space-counts"
+"""Destinations of :class:`Out` records (topic names without the prefix)."""
+
+
+class Store(Protocol):
+    """The state tables by name: ``dpus``, ``dpu-days``, ``event-ids``, ``spaces``,
+    ``space-days``, ``daily-resets``; values are JSON-able."""
+
+    def load(self, table: str, key: str) -> Any: ...
+
+    def store(self, table: str, key: str, value: Any) -> None: ...
+
+    def delete(self, table: str, key: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a record came from."""
+
+    partition: int
+    """Kafka partition of the record."""
+    offset: int
+    """Kafka offset of the record."""
+    timestamp: int = 0
+    """Kafka record timestamp, epoch microseconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """A record to send: destination, key, JSON-able value."""
+
+    topic: str
+    key: str
+    value: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """What handling one record produced."""
+
+    out: list[Out]
+    """Records to send on."""
+    duplicate: bool = False
+    """The event repeated an ``event_id`` already counted."""
+    redelivered: bool = False
+    """The record (or delta) had already been applied."""
+
+
+def on_event(db: Store, e: DpuEvent, src: Source) -> Outcome:
+    """Count an event on its DPU and attribute it through the placement valid at its time."""
+    source = f"e:{src.partition}"
+    state = DpuState.from_value(e.dpu_id, db.load("dpus", e.dpu_id))
+    redelivered = state.already_applied(source, src.offset)
+    if e.event_id is not None and not redelivered:
+        id_key = f"{e.dpu_id}{KEY_SEP}{e.event_id}"
+        first = db.load("event-ids", id_key)
+        if first is not None and first != [src.partition, src.offset]:
+            state.mark_applied(source, src.offset)
+            db.store("dpus", e.dpu_id, state.to_value())
+            return Outcome([], duplicate=True)
+        db.store("event-ids", id_key, [src.partition, src.offset])
+    day_key = f"{e.dpu_id}{KEY_SEP}{day_of(e.ts)}"
+    crossings = db.load("dpu-days", day_key) or []
+    placement = state.placements.valid_at(e.ts)
+    if redelivered:
+        # Send again exactly what the first delivery sent (its attribution then), so that the
+        # next stage drops it as a copy, or applies it if the first copy was lost.
+        first = next((c for c in crossings if c[2] == src.partition and c[3] == src.offset), None)
+        if first is None:  # the first delivery was a duplicate event_id: nothing was sent
+            return Outcome([], redelivered=True)
+        signs = tuple(SpaceSign(s, d) for s, d in first[4])
+    else:
+        signs = placement.spaces if placement else ()
+        state.count_event(e.ts, e.direction)
+        # The DPU's own history, so that a placement recorded late can re-attribute this event.
+        crossings.append([e.ts, e.direction, src.partition, src.offset,
+                          [[s.space_id, s.direction] for s in signs]])
+        db.store("dpu-days", day_key, crossings)
+        state.note_day(day_of(e.ts))
+        state.mark_applied(source, src.offset)
+        db.store("dpus", e.dpu_id, state.to_value())
+    out = [Out(DELTAS, s.space_id, {"k": "e", "ts": e.ts, "d": e.direction * s.direction,
+                                    "dpu": e.dpu_id, "src": ["e", src.partition, src.offset, i]})
+           for i, s in enumerate(signs)]
+    out.append(Out(TELEMETRY, e.dpu_id, {
+        "k": "event", "src": [src.partition, src.offset], "kts": src.timestamp,
+        "dpu": e.dpu_id, "ts": e.ts, "dir": e.direction, "eid": e.event_id,
+        "ins": state.ins, "outs": state.outs,
+        "door": placement.doorway_id if placement else None,
+        "pat": placement.installed_at if placement else None,
+        "sp": [[s.space_id, s.direction] for s in signs]}))
+    return Outcome(out, redelivered=redelivered)
+
+
+def on_placement(db: Store, p: Placement, src: Source) -> Outcome:
+    """Record a placement; correct the events it takes over from the one before it."""
+    source = f"p:{src.partition}"
+    state = DpuState.from_value(p.dpu_id, db.load("dpus", p.dpu_id))
+    # A space is known once a placement names it: make sure its count exists.
+    out = [Out(DELTAS, s.space_id, {"k": "known", "src": ["p", src.partition, src.offset, i]})
+           for i, s in enumerate(p.spaces)]
+    if state.already_applied(source, src.offset):
+        return Outcome(out, redelivered=True)
+    start, end, before = state.placements.add(p)
+    state.mark_applied(source, src.offset)
+    db.store("dpus", p.dpu_id, state.to_value())
+    crossings = [(ts, int(d > 0), int(d < 0)) for day in state.days_between(start, end)
+                 for ts, d, *_ in db.load("dpu-days", f"{p.dpu_id}{KEY_SEP}{day}") or ()]
+    corrections = reattribution(crossings, start, end, before, p)
+    seq = len(out)
+    for (space_id, ts), (entries, exits) in sorted(corrections.items(),
+                                                   key=lambda c: (c[0][1], c[0][0])):
+        out.append(Out(DELTAS, space_id, {
+            "k": "c", "ts": ts, "d": entries - exits, "en": entries, "ex": exits,
+            "dpu": p.dpu_id, "src": ["p", src.partition, src.offset, seq]}))
+        seq += 1
+    if corrections or before is None:
+        out.append(Out(TELEMETRY, p.dpu_id, {
+            "k": "reattributed", "dpu": p.dpu_id, "start": start, "end": end,
+            "door": p.doorway_id, "pat": p.installed_at,
+            "sp": [[s.space_id, s.direction] for s in p.spaces]}))
+    return Outcome(out)
+
+
+def _count_record(state: SpaceState, record: dict[str, Any]) -> Out:
+    record.update(space=state.space_id, count=state.count, at=state.updated_at)
+    return Out(COUNTS, state.space_id, record)
+
+
+def on_delta(db: Store, space_id: str, delta: dict[str, Any], now: int) -> Outcome:
+    """Apply one attributed delta (or a ``known`` marker) to a space."""
+    code, partition, offset, seq = delta["src"]
+    source = f"{code}:{partition}"
+    state = SpaceState.from_value(space_id, db.load("spaces", space_id))
+    if state.already_applied(source, offset, seq):
+        return Outcome([], redelivered=True)
+    state.mark_applied(source, offset, seq)
+    state.updated_at = now
+    if delta["k"] == "known":
+        db.store("spaces", space_id, state.to_value())
+        return Outcome([_count_record(state, {"k": "known"})])
+    ts, d = delta["ts"], delta["d"]
+    counted = state.counts_at_realtime(ts)
+    day_key = f"{space_id}{KEY_SEP}{day_of(ts)}"
+    bucket = state.add_delta(ts, d, bucket_from_value(db.load("space-days", day_key)))
+    if bucket is not None:
+        db.store("space-days", day_key, bucket_to_value(bucket))
+    db.store("spaces", space_id, state.to_value())
+    return Outcome([_count_record(state, {
+        "k": delta["k"], "ts": ts, "d": d, "dpu": delta["dpu"],
+        "en": delta.get("en", max(d, 0)), "ex": delta.get("ex", max(-d, 0)),
+        "src": delta["src"], "counted": counted})])
+
+
+def on_reset(db: Store, r: Reset | DailyReset, src: Source, now: int) -> Outcome:
+    """Apply a reset (late or not) or a daily-reset setting to a space."""
+    source = f"r:{src.partition}"
+    state = SpaceState.from_value(r.space_id, db.load("spaces", r.space_id))
+    if state.already_applied(source, src.offset):
+        return Outcome([], redelivered=True)
+    state.mark_applied(source, src.offset)
+    state.updated_at = now
+    if isinstance(r, DailyReset):
+        db.store("spaces", r.space_id, state.to_value())
+        if r.time is None:
+            db.delete("daily-resets", r.space_id)
+        else:
+            db.store("daily-resets", r.space_id,
+                     DailySchedule(r.time, r.tz, r.count, src.timestamp).to_value())
+        return Outcome([])
+    daily = db.load("daily-resets", r.space_id)
+    if daily is not None:
+        schedule = DailySchedule.from_value(daily)
+        if schedule.is_instant(r.at) and (schedule.last is None or r.at > schedule.last):
+            db.store("daily-resets", r.space_id, replace(schedule, last=r.at).to_value())
+    dropped = state.add_reset(
+        r.at, r.count,
+        lambda day: bucket_from_value(db.load("space-days", f"{r.space_id}{KEY_SEP}{day}")))
+    for day in dropped:
+        db.delete("space-days", f"{r.space_id}{KEY_SEP}{day}")
+    db.store("spaces", r.space_id, state.to_value())
+    return Outcome([_count_record(state, {"k": "reset", "ts": r.at, "reset": r.count,
+                                          "src": ["r", src.partition, src.offset, 0]})])
