@@ -17,7 +17,7 @@ from pipeline.metrics import metrics
 from pipeline.models import Reject, parse_event, parse_placement, parse_reset
 from pipeline.timeutil import now_us
 from tables import counting
-from tables.faust_tables import FaustStore, processing
+from tables.faust_tables import BatchStore, processing
 
 _RAW = dict(key_serializer="raw", value_serializer="raw")
 
@@ -34,7 +34,30 @@ telemetry, space_counts = OUTPUTS[counting.TELEMETRY], OUTPUTS[counting.COUNTS]
 
 EVENTS_TOPIC = cfg.topic(topics.EVENTS)
 RESETS_TOPIC = cfg.topic(topics.RESETS)
-STORE = FaustStore()
+
+
+class Outbox:
+    """Records to send for one batch, one Kafka message per destination and key.
+
+    A message carries the list of values for its key in order: far fewer messages than records,
+    and the per-key order (all that the next stage relies on) is kept.
+    """
+
+    def __init__(self) -> None:
+        self.groups: dict[tuple[str, str], list] = {}
+
+    def add(self, outcome: counting.Outcome) -> None:
+        for out in outcome.out:
+            self.groups.setdefault((out.topic, out.key), []).append(out.value)
+        if outcome.duplicate:
+            metrics.inc("duplicates")
+        if outcome.redelivered:
+            metrics.inc("redelivered")
+
+    def send(self) -> None:
+        for (topic, key), values in self.groups.items():
+            OUTPUTS[topic].send_soon(key=key.encode(), value=orjson.dumps(values))
+        self.groups.clear()
 
 
 def send_dead_letter(event: EventT, reason: str) -> None:
@@ -72,16 +95,7 @@ def _source(event: EventT) -> counting.Source:
     return counting.Source(msg.partition, msg.offset, int(msg.timestamp * 1_000_000))
 
 
-def _send(outcome: counting.Outcome) -> None:
-    for out in outcome.out:
-        OUTPUTS[out.topic].send_soon(key=out.key.encode(), value=orjson.dumps(out.value))
-    if outcome.duplicate:
-        metrics.inc("duplicates")
-    if outcome.redelivered:
-        metrics.inc("redelivered")
-
-
-def count_dpu_record(event: EventT, now: int) -> None:
+def count_dpu_record(db: BatchStore, outbox: Outbox, event: EventT, now: int) -> None:
     msg = event.message
     raw = msg.value or b""
     if msg.topic == EVENTS_TOPIC:
@@ -91,42 +105,52 @@ def count_dpu_record(event: EventT, now: int) -> None:
             send_dead_letter(event, parsed.reason)
         elif _right_key(event, parsed.dpu_id, "dpu_id"):
             metrics.inc("events")
-            _send(counting.on_event(STORE, parsed, _source(event)))
+            outbox.add(counting.on_event(db, parsed, _source(event)))
     else:
         placement = parse_placement(raw, max_bytes=cfg.max_record_bytes)
         if isinstance(placement, Reject):
             send_dead_letter(event, placement.reason)
         elif _right_key(event, placement.dpu_id, "dpu_id"):
-            _send(counting.on_placement(STORE, placement, _source(event)))
+            outbox.add(counting.on_placement(db, placement, _source(event)))
 
 
-def count_space_record(event: EventT, now: int) -> None:
+def count_space_record(db: BatchStore, outbox: Outbox, event: EventT, now: int) -> None:
     msg = event.message
     if msg.topic == RESETS_TOPIC:
         reset = parse_reset(msg.value or b"", max_bytes=cfg.max_record_bytes)
         if isinstance(reset, Reject):
             send_dead_letter(event, reset.reason)
         elif _right_key(event, reset.space_id, "space_id"):
-            _send(counting.on_reset(STORE, reset, _source(event), now))
+            outbox.add(counting.on_reset(db, reset, _source(event), now))
     else:
         space_id = _key(event)
         if space_id:
-            _send(counting.on_delta(STORE, space_id, orjson.loads(msg.value), now))
+            for delta in orjson.loads(msg.value):
+                outbox.add(counting.on_delta(db, space_id, delta, now))
+
+
+async def count_in_batches(stream, handle) -> None:
+    """Run ``handle`` on each event of each batch, then write the tables and send the outputs.
+
+    Both happen before the batch is acknowledged, and Faust flushes its producer before it commits
+    offsets: a batch's state and outputs are in Kafka before its offsets are.
+    """
+    db, outbox = BatchStore(), Outbox()
+    async for batch in stream.take_events(cfg.sink_batch_size, within=cfg.sink_flush_s):
+        now = now_us()
+        for event in batch:
+            db.use(event)
+            with processing(event):
+                handle(db, outbox, event, now)
+        db.flush()
+        outbox.send()
 
 
 @app.agent(dpu_inputs, name="count-dpus")
 async def count_dpus(stream):
-    async for batch in stream.take_events(cfg.sink_batch_size, within=cfg.sink_flush_s):
-        now = now_us()
-        for event in batch:
-            with processing(event):
-                count_dpu_record(event, now)
+    await count_in_batches(stream, count_dpu_record)
 
 
 @app.agent(space_inputs, name="count-spaces")
 async def count_spaces(stream):
-    async for batch in stream.take_events(cfg.sink_batch_size, within=cfg.sink_flush_s):
-        now = now_us()
-        for event in batch:
-            with processing(event):
-                count_space_record(event, now)
+    await count_in_batches(stream, count_space_record)

@@ -142,7 +142,10 @@ async def sink_dpu_log(stream):
 @app.agent(telemetry, name="sink-telemetry")
 async def sink_telemetry(stream):
     def add(event: EventT) -> None:
-        t = orjson.loads(event.message.value)
+        for t in orjson.loads(event.message.value):
+            add_telemetry(t)
+
+    def add_telemetry(t: dict) -> None:
         if t["k"] == "reattributed":
             end = from_us(t["end"]) if t["end"] is not None else None
             telemetry_sink.add(("reattributed", (
@@ -163,7 +166,10 @@ async def sink_telemetry(stream):
 @app.agent(space_counts, name="sink-space-counts")
 async def sink_space_counts(stream):
     def add(event: EventT) -> None:
-        c = orjson.loads(event.message.value)
+        for c in orjson.loads(event.message.value):
+            add_count(c)
+
+    def add_count(c: dict) -> None:
         if c["k"] in ("e", "c"):
             code, partition, offset, seq = c["src"]
             space_count_sink.add(("count", (

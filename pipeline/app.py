@@ -19,6 +19,10 @@ app = faust.App(
     # delivery then counts every record exactly once without Kafka transactions.
     processing_guarantee="at_least_once",
     producer_acks=-1,
+    # Outputs are grouped per key and batch already; a short linger packs the rest into few
+    # produce requests.
+    producer_linger_ms=5,
+    producer_max_batch_size=256 * 1024,
     web_enabled=True,
     web_bind=cfg.web_bind,
     web_port=cfg.web_port,

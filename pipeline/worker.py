@@ -26,4 +26,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     import pipeline.views  # noqa: F401
     from pipeline.app import app
 
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    worker = Worker(app, loglevel=loglevel, quiet=True)
+    # Faust's terminal spinner turns the root logger to DEBUG so that every debug record (one
+    # per message produced) can spin it: a tenth of the worker's time. Workers run headless.
+    worker.spinner = None
+    worker.execute_from_commandline()

@@ -12,30 +12,23 @@ from it carry its source coordinates, so the next stage drops the copies it alre
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 from pipeline.models import DailyReset, DpuEvent, Placement, Reset, SpaceSign
 from pipeline.timeutil import day_of
 from tables.daily import DailySchedule
 from tables.dpu_state import DpuState, reattribution
-from tables.space_state import SpaceState, bucket_from_value, bucket_to_value
-
-KEY_SEP = "\x1f"
-"""Separator of composite keys (ASCII unit separator: never part of a valid id)."""
+from tables import chunks
+from tables.chunks import SEP as KEY_SEP
+from tables.space_state import SpaceState
 
 DELTAS, TELEMETRY, COUNTS = "space-deltas", "dpu-telemetry", "space-counts"
 """Destinations of :class:`Out` records (topic names without the prefix)."""
 
 
-class Store(Protocol):
-    """The state tables by name: ``dpus``, ``dpu-days``, ``event-ids``, ``spaces``,
-    ``space-days``, ``daily-resets``; values are JSON-able."""
-
-    def load(self, table: str, key: str) -> Any: ...
-
-    def store(self, table: str, key: str, value: Any) -> None: ...
-
-    def delete(self, table: str, key: str) -> None: ...
+Store = chunks.Store
+"""The state tables by name: ``dpus``, ``dpu-days``, ``event-ids``, ``spaces``, ``space-days``,
+``daily-resets``; values are JSON-able."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +77,14 @@ def on_event(db: Store, e: DpuEvent, src: Source) -> Outcome:
             db.store("dpus", e.dpu_id, state.to_value())
             return Outcome([], duplicate=True)
         db.store("event-ids", id_key, [src.partition, src.offset])
-    day_key = f"{e.dpu_id}{KEY_SEP}{day_of(e.ts)}"
-    crossings = db.load("dpu-days", day_key) or []
+    day = day_of(e.ts)
+    log = f"{e.dpu_id}{KEY_SEP}{day}"
     placement = state.placements.valid_at(e.ts)
     if redelivered:
         # Send again exactly what the first delivery sent (its attribution then), so that the
         # next stage drops it as a copy, or applies it if the first copy was lost.
-        first = next((c for c in crossings if c[2] == src.partition and c[3] == src.offset), None)
+        first = next((c for c in chunks.read(db, "dpu-days", log, state.days.get(day, 0))
+                      if c[2] == src.partition and c[3] == src.offset), None)
         if first is None:  # the first delivery was a duplicate event_id: nothing was sent
             return Outcome([], redelivered=True)
         signs = tuple(SpaceSign(s, d) for s, d in first[4])
@@ -98,10 +92,11 @@ def on_event(db: Store, e: DpuEvent, src: Source) -> Outcome:
         signs = placement.spaces if placement else ()
         state.count_event(e.ts, e.direction)
         # The DPU's own history, so that a placement recorded late can re-attribute this event.
-        crossings.append([e.ts, e.direction, src.partition, src.offset,
-                          [[s.space_id, s.direction] for s in signs]])
-        db.store("dpu-days", day_key, crossings)
-        state.note_day(day_of(e.ts))
+        length = state.days.get(day, 0)
+        chunks.append(db, "dpu-days", log, length, [e.ts, e.direction, src.partition,
+                                                    src.offset, [[s.space_id, s.direction]
+                                                                 for s in signs]])
+        state.days[day] = length + 1
         state.mark_applied(source, src.offset)
         db.store("dpus", e.dpu_id, state.to_value())
     out = [Out(DELTAS, s.space_id, {"k": "e", "ts": e.ts, "d": e.direction * s.direction,
@@ -129,8 +124,8 @@ def on_placement(db: Store, p: Placement, src: Source) -> Outcome:
     start, end, before = state.placements.add(p)
     state.mark_applied(source, src.offset)
     db.store("dpus", p.dpu_id, state.to_value())
-    crossings = [(ts, int(d > 0), int(d < 0)) for day in state.days_between(start, end)
-                 for ts, d, *_ in db.load("dpu-days", f"{p.dpu_id}{KEY_SEP}{day}") or ()]
+    crossings = [(ts, int(d > 0), int(d < 0)) for day, n in state.days_between(start, end)
+                 for ts, d, *_ in chunks.read(db, "dpu-days", f"{p.dpu_id}{KEY_SEP}{day}", n)]
     corrections = reattribution(crossings, start, end, before, p)
     seq = len(out)
     for (space_id, ts), (entries, exits) in sorted(corrections.items(),
@@ -166,10 +161,10 @@ def on_delta(db: Store, space_id: str, delta: dict[str, Any], now: int) -> Outco
         return Outcome([_count_record(state, {"k": "known"})])
     ts, d = delta["ts"], delta["d"]
     counted = state.counts_at_realtime(ts)
-    day_key = f"{space_id}{KEY_SEP}{day_of(ts)}"
-    bucket = state.add_delta(ts, d, bucket_from_value(db.load("space-days", day_key)))
-    if bucket is not None:
-        db.store("space-days", day_key, bucket_to_value(bucket))
+    logged = state.add_delta(ts, d)
+    if logged is not None:
+        day, index = logged
+        chunks.append(db, "space-days", f"{space_id}{KEY_SEP}{day}", index, [ts, d])
     db.store("spaces", space_id, state.to_value())
     return Outcome([_count_record(state, {
         "k": delta["k"], "ts": ts, "d": d, "dpu": delta["dpu"],
@@ -200,9 +195,9 @@ def on_reset(db: Store, r: Reset | DailyReset, src: Source, now: int) -> Outcome
             db.store("daily-resets", r.space_id, replace(schedule, last=r.at).to_value())
     dropped = state.add_reset(
         r.at, r.count,
-        lambda day: bucket_from_value(db.load("space-days", f"{r.space_id}{KEY_SEP}{day}")))
-    for day in dropped:
-        db.delete("space-days", f"{r.space_id}{KEY_SEP}{day}")
+        lambda day, n: chunks.read(db, "space-days", f"{r.space_id}{KEY_SEP}{day}", n))
+    for day, n in dropped:
+        chunks.drop(db, "space-days", f"{r.space_id}{KEY_SEP}{day}", n)
     db.store("spaces", r.space_id, state.to_value())
     return Outcome([_count_record(state, {"k": "reset", "ts": r.at, "reset": r.count,
                                           "src": ["r", src.partition, src.offset, 0]})])

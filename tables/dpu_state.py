@@ -7,7 +7,7 @@ changelog as is. The placement valid at ``t`` is the one with the greatest ``ins
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -78,8 +78,8 @@ class DpuState:
     applied: dict[str, int] = field(default_factory=dict)
     """Highest source offset applied per ``"<topic code>:<partition>"``: a record redelivered
     after a crash or rebalance changes nothing twice."""
-    days: list[int] = field(default_factory=list)
-    """UTC days (ascending) that have counted events in the ``dpu-days`` table."""
+    days: dict[int, int] = field(default_factory=dict)
+    """``day -> events logged`` in the ``dpu-days`` table, per UTC day."""
 
     @property
     def net(self) -> int:
@@ -91,17 +91,12 @@ class DpuState:
     def mark_applied(self, source: str, offset: int) -> None:
         self.applied[source] = offset
 
-    def note_day(self, day: int) -> None:
-        i = bisect_right(self.days, day)
-        if not (i and self.days[i - 1] == day):
-            self.days.insert(i, day)
-
-    def days_between(self, start: int, end: int | None) -> list[int]:
-        """Days with events that may fall in ``[start, end)`` (``end`` None: open)."""
+    def days_between(self, start: int, end: int | None) -> list[tuple[int, int]]:
+        """``(day, events logged)`` of the days that may hold events in ``[start, end)``."""
         first = day_of(start)
         last = None if end is None else day_of(end - 1)
-        return [d for d in self.days[bisect_left(self.days, first):]
-                if last is None or d <= last]
+        return sorted((d, n) for d, n in self.days.items()
+                      if d >= first and (last is None or d <= last))
 
     def count_event(self, ts: int, direction: int) -> None:
         if direction > 0:
@@ -113,14 +108,15 @@ class DpuState:
 
     def to_value(self) -> dict[str, Any]:
         return {"p": self.placements.to_value(), "i": self.ins, "o": self.outs,
-                "l": self.last_event_at, "a": self.applied, "d": self.days}
+                "l": self.last_event_at, "a": self.applied,
+                "d": [[day, n] for day, n in self.days.items()]}
 
     @classmethod
     def from_value(cls, dpu_id: str, value: dict[str, Any] | None) -> "DpuState":
         if not value:
             return cls(dpu_id)
         return cls(dpu_id, PlacementHistory.from_value(dpu_id, value["p"]), value["i"],
-                   value["o"], value["l"], dict(value["a"]), list(value.get("d", ())))
+                   value["o"], value["l"], dict(value["a"]), {d: n for d, n in value["d"]})
 
 
 def signs_of(placement: Placement | None) -> dict[str, int]:

@@ -34,17 +34,46 @@ TABLES = {
 dpus, spaces, daily_resets = TABLES["dpus"], TABLES["spaces"], TABLES["daily-resets"]
 
 
-class FaustStore:
-    """The tables as a :class:`tables.counting.Store` (writes need a current event)."""
+class BatchStore:
+    """The tables as a :class:`tables.counting.Store`, written back once per key per batch.
+
+    Within a batch a key is decoded once and encoded once, and its changelog gets one record
+    instead of one per event. ``flush`` writes each changed key with the last event that changed
+    it made current, so the write lands in that key's partition.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, str], Any] = {}
+        self._dirty: dict[tuple[str, str], EventT] = {}
+        self._event: EventT | None = None
+
+    def use(self, event: EventT) -> None:
+        """The event whose processing the next writes belong to."""
+        self._event = event
 
     def load(self, table: str, key: str) -> Any:
-        return load(TABLES[table], key)
+        slot = (table, key)
+        if slot not in self._values:
+            self._values[slot] = load(TABLES[table], key)
+        return self._values[slot]
 
     def store(self, table: str, key: str, value: Any) -> None:
-        TABLES[table][key.encode()] = orjson.dumps(value)
+        self._values[(table, key)] = value
+        self._dirty[(table, key)] = self._event
 
     def delete(self, table: str, key: str) -> None:
-        TABLES[table].pop(key.encode(), None)
+        self.store(table, key, None)
+
+    def flush(self) -> None:
+        for (table, key), event in self._dirty.items():
+            value = self._values[(table, key)]
+            with processing(event):
+                if value is None:
+                    TABLES[table].pop(key.encode(), None)
+                else:
+                    TABLES[table][key.encode()] = orjson.dumps(value)
+        self._values.clear()
+        self._dirty.clear()
 
 
 def load(table, key: str) -> Any:

@@ -67,28 +67,30 @@ def test_space_count_matches_the_definition_in_any_arrival_order():
                      if s.space_id == space]
             items += [("r", r) for r in resets if r.space_id == space]
             rng.shuffle(items)
-            state, buckets = SpaceState(space), {}
+            state, logs = SpaceState(space), {}
             for kind, item in items:
                 state = SpaceState.from_value(space, state.to_value())
                 if kind == "d":
-                    ts, d = item
-                    b = state.add_delta(ts, d, buckets.get(day_of(ts)))
-                    if b is not None:
-                        buckets[day_of(ts)] = b
+                    logged = state.add_delta(*item)
+                    if logged is not None:
+                        logs.setdefault(logged[0], []).append(list(item))
                 else:
-                    for day in state.add_reset(item.at, item.count, buckets.get):
-                        buckets.pop(day, None)
+                    dropped = state.add_reset(item.at, item.count, lambda d, n: logs[d][:n])
+                    for day, _ in dropped:
+                        del logs[day]
             expected = reference.count(space, None, events, placements, resets)
             assert state.count == expected, (trial, space, items)
 
 
 def test_space_state_keeps_only_days_from_the_latest_reset_on():
-    state, buckets = SpaceState("A"), {}
+    state, logs = SpaceState("A"), {}
     for ts in (T0, T0 + 2 * 86400 * US, T0 + 5 * 86400 * US):
-        buckets[day_of(ts)] = state.add_delta(ts, 1, buckets.get(day_of(ts)))
-    dropped = state.add_reset(T0 + 3 * 86400 * US, 10, buckets.get)
-    assert sorted(dropped) == [day_of(T0), day_of(T0 + 2 * 86400 * US)]
-    assert state.count == 11 and list(state.day_totals) == [day_of(T0 + 5 * 86400 * US)]
+        day, index = state.add_delta(ts, 1)
+        logs.setdefault(day, []).append([ts, 1])
+        assert index == len(logs[day]) - 1
+    dropped = state.add_reset(T0 + 3 * 86400 * US, 10, lambda d, n: logs[d][:n])
+    assert sorted(dropped) == [(day_of(T0), 1), (day_of(T0 + 2 * 86400 * US), 1)]
+    assert state.count == 11 and list(state.days) == [day_of(T0 + 5 * 86400 * US)]
 
 
 def test_space_state_skips_redelivered_sources():
@@ -113,12 +115,22 @@ def test_reattribution_moves_the_events_of_the_interval_between_spaces():
 
 
 def test_days_between_finds_the_days_an_interval_covers():
-    s = DpuState("1")
-    for day in (3, 1, 7, 5):
-        s.note_day(day)
-    s.note_day(3)
-    assert s.days == [1, 3, 5, 7]
+    s = DpuState("1", days={3: 2, 1: 1, 7: 5, 5: 1})
     day = 86400 * US
-    assert s.days_between(3 * day, 7 * day) == [3, 5]
-    assert s.days_between(2 * day, None) == [3, 5, 7]
-    assert s.days_between(7 * day + 1, 7 * day + 2) == [7]
+    assert s.days_between(3 * day, 7 * day) == [(3, 2), (5, 1)]
+    assert s.days_between(2 * day, None) == [(3, 2), (5, 1), (7, 5)]
+    assert s.days_between(7 * day + 1, 7 * day + 2) == [(7, 5)]
+    assert DpuState.from_value("1", s.to_value()).days == s.days
+
+
+def test_chunked_lists_append_read_and_drop():
+    from tables import chunks
+    from tests.simulator import DictStore
+
+    db = DictStore()
+    for i in range(chunks.CHUNK * 2 + 3):
+        chunks.append(db, "t", "base", i, [i])
+    assert chunks.read(db, "t", "base", chunks.CHUNK * 2 + 3) == [[i] for i in range(67)]
+    assert len(db.tables["t"]) == 3
+    chunks.drop(db, "t", "base", chunks.CHUNK * 2 + 3)
+    assert db.tables["t"] == {}
