@@ -136,7 +136,7 @@ async def count_in_batches(stream, handle) -> None:
     offsets: a batch's state and outputs are in Kafka before its offsets are.
     """
     db, outbox = BatchStore(), Outbox()
-    async for batch in stream.take_events(cfg.sink_batch_size, within=cfg.sink_flush_s):
+    async for batch in stream.take_events(cfg.sink_batch_size, within=cfg.count_batch_s):
         now = now_us()
         for event in batch:
             db.use(event)

@@ -334,6 +334,59 @@ def dev_status(ctx) -> None:
 
 
 @main.command()
+@click.option("--quick", is_flag=True, help="A small run (about two minutes).")
+@click.pass_context
+@friendly
+def bench(ctx, quick) -> None:
+    """Measure the pipeline on the local services; prints one JSON object."""
+    from pipeline.bench import run_bench
+
+    result = run_bench(_settings(ctx), quick, lambda msg: click.echo(f"# {msg}", err=True))
+    click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+
+
+@main.command()
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--dpus", type=int, default=100, show_default=True)
+@click.option("--spaces", "n_spaces", type=int, default=30, show_default=True)
+@click.option("--events", "n_events", type=int, default=10_000, show_default=True)
+@click.option("--rate", type=float, default=0, help="Events per second (0: as fast as possible).")
+@click.option("--disorder", type=float, default=0.0, show_default=True,
+              help="Share of events that arrive late (half as many again arrive twice).")
+@click.pass_context
+@friendly
+def simulate(ctx, seed, dpus, n_spaces, n_events, rate, disorder) -> None:
+    """Publish a synthetic fleet (placements, resets) and its traffic, deterministic per seed."""
+    from pipeline import simulate as sim
+    from pipeline.timeutil import US, now_us
+
+    s = _settings(ctx)
+    start = now_us() - 86400 * US
+    f = sim.fleet(seed, dpus, n_spaces, start)
+    _publish(s, f.placements + f.resets, "placements and resets")
+    events = sim.events(seed, f, n_events, start, disorder=disorder)
+    if not rate:
+        _publish(s, events, "events")
+        return
+    from rich.progress import Progress
+
+    from pipeline.producer import publish
+
+    async def paced() -> None:
+        step = max(1, int(rate / 10))
+        with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("simulating", total=len(events))
+            for i in range(0, len(events), step):
+                started = asyncio.get_running_loop().time()
+                await publish(s, events[i:i + step])
+                bar.update(task, completed=i + step)
+                await asyncio.sleep(max(0.0, step / rate - (asyncio.get_running_loop().time()
+                                                            - started)))
+    asyncio.run(paced())
+    click.echo(f"published {len(events)} events at about {rate:g}/s")
+
+
+@main.command()
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
               help="Folder with placements.jsonl, resets.csv, events.csv (default: shipped demo).")
 @click.pass_context

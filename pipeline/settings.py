@@ -72,6 +72,8 @@ class Settings:
     """Largest batch a sink writes at once."""
     sink_flush_s: float = 0.2
     """Longest time a sink holds a non-empty batch before writing it."""
+    count_batch_s: float = 0.05
+    """Longest time a counting agent waits to fill a batch (bounds the realtime latency)."""
     commit_interval_s: float = 0.5
     """How often the worker commits consumer offsets."""
     kafka_extra: Mapping[str, str] = field(default_factory=dict)
@@ -112,6 +114,7 @@ class Settings:
             "DPU_MAX_FUTURE_S": str(self.max_future_s),
             "DPU_SINK_BATCH_SIZE": str(self.sink_batch_size),
             "DPU_SINK_FLUSH_S": str(self.sink_flush_s),
+            "DPU_COUNT_BATCH_S": str(self.count_batch_s),
             "DPU_COMMIT_INTERVAL_S": str(self.commit_interval_s),
         }
         env.update({f"DPU_KAFKA_{k.upper()}": v for k, v in self.kafka_extra.items()})
@@ -138,6 +141,7 @@ class Settings:
             max_future_s=_float(env, "DPU_MAX_FUTURE_S", d.max_future_s),
             sink_batch_size=_int(env, "DPU_SINK_BATCH_SIZE", d.sink_batch_size),
             sink_flush_s=_float(env, "DPU_SINK_FLUSH_S", d.sink_flush_s),
+            count_batch_s=_float(env, "DPU_COUNT_BATCH_S", d.count_batch_s),
             commit_interval_s=_float(env, "DPU_COMMIT_INTERVAL_S", d.commit_interval_s),
             kafka_extra={
                 k[len("DPU_KAFKA_"):].lower(): v

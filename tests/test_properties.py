@@ -8,7 +8,8 @@ import random
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pipeline.models import DpuEvent, Placement, Reset, SpaceSign
-from pipeline.timeutil import US
+from pipeline.timeutil import US, parse_ts
+from tables.daily import DailySchedule
 from tests import reference
 from tests.simulator import Simulation
 
@@ -16,9 +17,22 @@ HOUR = 3600 * US
 DPUS = ["d1", "d2", "d3"]
 SPACES = ["A", "B", "C"]
 
-# Instants on a coarse grid over four days, so that events, placements and resets often fall on
-# exactly the same instant (the boundary cases of the definition).
-instants = st.integers(0, 4 * 24 * 4).map(lambda q: 1_700_000_000 * US + q * (HOUR // 4))
+# Instants on a coarse grid over four days around New York's DST change of 8 March 2026, so that
+# events, placements and resets often fall on exactly the same instant (the boundary cases of the
+# definition), daily resets included.
+BASE = parse_ts("2026-03-06T00:00:00Z")
+instants = st.integers(0, 4 * 24 * 4).map(lambda q: BASE + q * (HOUR // 4))
+daily = st.lists(st.tuples(st.sampled_from(SPACES), st.sampled_from(["04:00", "02:30", "23:15"]),
+                           st.integers(0, 9)), max_size=2, unique_by=lambda d: d[0])
+
+
+def daily_resets(settings: list[tuple[str, str, int]]) -> list[Reset]:
+    """The resets the daily-reset timer publishes over the four days, as ordinary resets."""
+    out = []
+    for space, wall, count in settings:
+        schedule = DailySchedule(wall, "America/New_York", count, since=BASE - 1)
+        out += [Reset(space, at, count) for at in schedule.due(BASE + 4 * 24 * HOUR)]
+    return out
 
 signs = st.lists(st.tuples(st.sampled_from(SPACES), st.sampled_from([1, -1])),
                  max_size=2, unique_by=lambda s: s[0])
@@ -32,9 +46,10 @@ resets = st.builds(Reset, st.sampled_from(SPACES), instants, st.integers(0, 40))
 
 @settings(max_examples=int(os.environ.get("DPU_PROPERTY_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(events, max_size=60), st.lists(placements, max_size=8),
-       st.lists(resets, max_size=5), st.integers(0, 2**32), st.lists(instants, max_size=5))
-def test_realtime_and_history_equal_the_reference(evs, pls, rss, seed, probes):
+       st.lists(resets, max_size=5), daily, st.integers(0, 2**32), st.lists(instants, max_size=5))
+def test_realtime_and_history_equal_the_reference(evs, pls, rss, dailies, seed, probes):
     rng = random.Random(seed)
+    rss = rss + daily_resets(dailies)
     records = [*evs, *pls, *rss]
     rng.shuffle(records)  # any arrival order: late events, late placements, late resets
     sim = Simulation(rng)

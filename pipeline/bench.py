@@ -1,0 +1,194 @@
+"""``dpu bench``: measured figures of the pipeline on the local services (SPEC §8).
+
+Everything runs against the real broker, database and a real worker process, under a prefix and a
+database of its own; each figure is measured in this run, none is assumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import psycopg
+from aiokafka import AIOKafkaConsumer
+
+from pipeline import history, simulate
+from pipeline.demo import fresh_database
+from pipeline.dev.worker_process import WorkerProcess
+from pipeline.producer import publish, start_producer
+from pipeline.progress import wait_caught_up
+from pipeline.settings import Settings
+from pipeline.timeutil import US, now_us
+from pipeline.topics import EVENTS
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return {"p50": round(pick(0.5), 2), "p99": round(pick(0.99), 2), "n": len(ordered)}
+
+
+async def raw_consume(settings: Settings, n: int) -> float:
+    """Events per second a plain aiokafka consumer reads from the events topic."""
+    consumer = AIOKafkaConsumer(settings.topic(EVENTS), bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                group_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
+                                max_poll_records=5000)
+    await consumer.start()
+    try:
+        seen, started = 0, None
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            if started is None and batch:
+                started = time.perf_counter()
+            seen += sum(len(records) for records in batch.values())
+        return n / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def latency(settings: Settings, worker: WorkerProcess, space: str, dpu: str, rate: float,
+            seconds: float) -> dict[str, float]:
+    """Produce→visible in the realtime view, at a fixed rate, for one space's events."""
+    n = int(rate * seconds)
+    base = worker.get_json(f"/spaces/{space}/count")[1]["count"]
+    sent_at: list[float] = []
+    seen: dict[int, float] = {}
+    done = threading.Event()
+
+    def observe() -> None:
+        while not done.is_set():
+            count = worker.get_json(f"/spaces/{space}/count")[1]["count"] - base
+            now = time.perf_counter()
+            for k in range(len(seen) + 1, count + 1):
+                seen.setdefault(k, now)
+            time.sleep(0.005)
+
+    async def produce() -> None:
+        producer = await start_producer(settings)
+        try:
+            started = time.perf_counter()
+            for i in range(n):
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                value = (b'{"dpu_id": "%s", "timestamp": "%s", "direction": 1}'
+                         % (dpu.encode(), _iso_now().encode()))
+                await producer.send_and_wait(settings.topic(EVENTS), value, key=dpu.encode())
+                sent_at.append(time.perf_counter())
+        finally:
+            await producer.stop()
+
+    watcher = threading.Thread(target=observe, daemon=True)
+    watcher.start()
+    asyncio.run(produce())
+    deadline = time.monotonic() + 30
+    while len(seen) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done.set()
+    watcher.join()
+    return percentiles([(seen[k + 1] - sent_at[k]) * 1000 for k in range(n) if k + 1 in seen])
+
+
+def _iso_now() -> str:
+    from pipeline.timeutil import iso
+
+    return iso(now_us())
+
+
+def build_history(url: str, rows: int, spaces: int) -> None:
+    """``rows`` attributed deltas over ``spaces`` spaces and a year, with their hourly rollup."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO space_count (space_id, event_ts, dpu_id, delta, entries, exits, "
+            "count_on_arrival, counted_on_arrival, source, source_partition, source_offset, seq) "
+            "SELECT 'hist-' || (i %% %s), timestamptz '2025-01-01' + (i / %s) * "
+            "(interval '1 year' / (%s / %s)), 'bench', d, (d > 0)::int, (d < 0)::int, 0, true, "
+            "'bench', 0, i, 0 FROM (SELECT i, CASE WHEN random() < 0.5 THEN 1 ELSE -1 END AS d "
+            "FROM generate_series(1, %s) i) g", (spaces, spaces, rows, spaces, rows))
+        conn.execute(
+            "INSERT INTO space_count_hourly (space_id, hour, delta, entries, exits) "
+            "SELECT space_id, date_trunc('hour', event_ts, 'UTC'), sum(delta), sum(entries), "
+            "sum(exits) FROM space_count WHERE source = 'bench' GROUP BY 1, 2 "
+            "ON CONFLICT (space_id, hour) DO NOTHING")
+        conn.execute("INSERT INTO spaces (space_id) SELECT DISTINCT space_id FROM space_count "
+                     "WHERE source = 'bench' ON CONFLICT DO NOTHING")
+        conn.execute("ANALYZE space_count; ANALYZE space_count_hourly")
+
+
+async def asof_queries(url: str, spaces: int, n: int) -> dict[str, float]:
+    rng = random.Random(3)
+    start, span = 1735689600 * US, 365 * 86400 * US  # 2025-01-01, one year
+    timings = []
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for _ in range(n):
+            space, at = f"hist-{rng.randrange(spaces)}", start + rng.randrange(span)
+            t = time.perf_counter()
+            await history.count_at(conn, space, at)
+            timings.append((time.perf_counter() - t) * 1000)
+    return percentiles(timings)
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def run_bench(base: Settings, quick: bool, say: Callable[[str], None]) -> dict[str, Any]:
+    n_events = 20_000 if quick else 1_000_000
+    n_dpus, n_spaces = (200, 50) if quick else (2000, 500)
+    history_rows = 1_000_000 if quick else 10_000_000
+    run = f"bench-{uuid.uuid4().hex[:6]}"
+    settings = base.with_(topic_prefix=f"{run}-", app_id=f"dpu-{run}",
+                          state_dir=base.state_dir / run, web_port=base.web_port + 17,
+                          database_url=fresh_database(base.database_url, "dpu_bench"))
+    started_all = time.perf_counter()
+    worker = WorkerProcess(settings, settings.state_dir / "worker.log").start()
+    result: dict[str, Any] = {"quick": quick}
+    try:
+        worker.wait_ready()
+        start = now_us() - 2 * 86400 * US
+        f = simulate.fleet(7, n_dpus, n_spaces, start)
+        asyncio.run(publish(settings, f.placements + f.resets))
+        asyncio.run(wait_caught_up(settings, 120))
+        events = simulate.events(7, f, n_events, start)
+        say(f"end to end: {n_events} events, {n_dpus} DPUs, {n_spaces} spaces")
+        t = time.perf_counter()
+        asyncio.run(publish(settings, events))
+        produced = time.perf_counter() - t
+        if not asyncio.run(wait_caught_up(settings, 3600, poll_s=0.2)):
+            raise RuntimeError("the pipeline did not catch up")
+        e2e = time.perf_counter() - t
+        say("raw consume")
+        raw = asyncio.run(raw_consume(settings, n_events))
+        say("latency at a fixed rate")
+        rate = 500 if quick else 2000
+        lat = latency(settings, worker, f.spaces[0], f.placements[0].dpu_id, rate,
+                      5 if quick else 20)
+        say(f"as-of queries over {history_rows} history rows")
+        build_history(settings.database_url, history_rows, 100)
+        asof = asyncio.run(asof_queries(settings.database_url, 100, 500))
+        result.update({
+            "events": n_events, "partitions": settings.partitions, "workers": 1,
+            "dpus": n_dpus, "spaces": n_spaces,
+            "produce_s": round(produced, 2),
+            "e2e_events_per_s": round(n_events / e2e),
+            "raw_consume_events_per_s": round(raw),
+            "latency_ms": {**lat, "rate_per_s": rate},
+            "asof_query_ms": {**asof, "history_rows": history_rows},
+            "rebuild_s": None,
+            "not_measured": {"rebuild_s": "dpu replay is not built yet (issue #4)"},
+            "worker_peak_rss_mib": peak_rss_mib(worker.proc.pid),
+        })
+    finally:
+        worker.stop()
+    result["bench_s"] = round(time.perf_counter() - started_all, 1)
+    return result
