@@ -53,7 +53,7 @@ telemetry_sink = PostgresSink("dpu_telemetry", cfg.database_url, {
 
 space_count_sink = PostgresSink("space_count", cfg.database_url, {
     "space": REGISTER["space"],
-    # Only the rows really inserted feed the hourly rollup and mark the space for
+    # Only the rows really inserted feed the rollups and mark the space for
     # reconciliation: a batch delivered twice changes nothing the second time.
     "count": CopyMerge(
         "space_count_in", "space_count",
@@ -66,7 +66,13 @@ space_count_sink = PostgresSink("space_count", cfg.database_url, {
         "  sum(exits) FROM ins GROUP BY 1, 2 ON CONFLICT (space_id, hour) DO UPDATE SET "
         "  delta = space_count_hourly.delta + excluded.delta, "
         "  entries = space_count_hourly.entries + excluded.entries, "
-        "  exits = space_count_hourly.exits + excluded.exits) "
+        "  exits = space_count_hourly.exits + excluded.exits), "
+        "daily AS (INSERT INTO space_count_daily (space_id, day, delta, entries, exits) "
+        "  SELECT space_id, date_trunc('day', event_ts, 'UTC'), sum(delta), sum(entries), "
+        "  sum(exits) FROM ins GROUP BY 1, 2 ON CONFLICT (space_id, day) DO UPDATE SET "
+        "  delta = space_count_daily.delta + excluded.delta, "
+        "  entries = space_count_daily.entries + excluded.entries, "
+        "  exits = space_count_daily.exits + excluded.exits) "
         "INSERT INTO space_dirty (space_id, since) SELECT space_id, min(event_ts) FROM ins "
         "GROUP BY 1 ON CONFLICT (space_id) DO UPDATE SET since = "
         "LEAST(space_dirty.since, excluded.since)"),

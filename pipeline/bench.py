@@ -103,7 +103,7 @@ def _iso_now() -> str:
 
 
 def build_history(url: str, rows: int, spaces: int) -> None:
-    """``rows`` attributed deltas over ``spaces`` spaces and a year, with their hourly rollup."""
+    """``rows`` attributed deltas over ``spaces`` spaces and a year, with their rollups."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO space_count (space_id, event_ts, dpu_id, delta, entries, exits, "
@@ -117,9 +117,14 @@ def build_history(url: str, rows: int, spaces: int) -> None:
             "SELECT space_id, date_trunc('hour', event_ts, 'UTC'), sum(delta), sum(entries), "
             "sum(exits) FROM space_count WHERE source = 'bench' GROUP BY 1, 2 "
             "ON CONFLICT (space_id, hour) DO NOTHING")
+        conn.execute(
+            "INSERT INTO space_count_daily (space_id, day, delta, entries, exits) "
+            "SELECT space_id, date_trunc('day', hour, 'UTC'), sum(delta), sum(entries), "
+            "sum(exits) FROM space_count_hourly WHERE space_id LIKE 'hist-%%' GROUP BY 1, 2 "
+            "ON CONFLICT (space_id, day) DO NOTHING")
         conn.execute("INSERT INTO spaces (space_id) SELECT DISTINCT space_id FROM space_count "
                      "WHERE source = 'bench' ON CONFLICT DO NOTHING")
-        conn.execute("ANALYZE space_count; ANALYZE space_count_hourly")
+        conn.execute("ANALYZE space_count; ANALYZE space_count_hourly; ANALYZE space_count_daily")
 
 
 async def asof_queries(url: str, spaces: int, n: int) -> dict[str, float]:

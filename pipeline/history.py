@@ -1,9 +1,10 @@
 """Answers about the past, from PostgreSQL: ``count(S, T)`` and per-bucket series (SPEC §2, §5).
 
 ``count(S, T)`` = the latest reset at or before ``T`` (else 0) plus every delta after it up to
-``T``. Whole hours come from ``space_count_hourly`` and only the partial hours at the two ends
-from ``space_count`` rows, so an answer reads at most two hours of rows plus one rollup row per
-hour since the latest reset, however long the history.
+``T``. Whole days come from ``space_count_daily``, whole hours at the two ends of the day range
+from ``space_count_hourly``, and only the partial hours at the very ends from ``space_count``
+rows: an answer reads one row per day since the latest reset plus at most 46 hourly rows and two
+hours of raw rows, however long the history.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import psycopg
 from pipeline.timeutil import US, from_us, iso, to_us
 
 HOUR_US = 3600 * US
+DAY_US = 24 * HOUR_US
 MAX_POINTS = 5000
 """Largest number of buckets one series request may ask for."""
 
@@ -27,8 +29,37 @@ class BadQuery(ValueError):
     """A parameter a user gave makes no sense (answered with 400)."""
 
 
-def _floor_hour(ts: int) -> int:
-    return ts - ts % HOUR_US
+def _floor(ts: int, size: int) -> int:
+    return ts - ts % size
+
+
+def _ceil(ts: int, size: int) -> int:
+    return -_floor(-ts, size)
+
+
+def plan(lo: int | None, hi: int) -> list[tuple[str, int | None, int]]:
+    """How to sum the deltas of events with ``lo < ts <= hi`` (``lo`` None: no lower bound).
+
+    Returns ``(source, a, b)`` parts: ``("raw", a, b)`` sums rows with ``a < ts <= b``;
+    ``("hour"|"day", a, b)`` sums rollup buckets starting in ``[a, b)``, each wholly inside.
+    """
+    first = None if lo is None else _ceil(lo + 1, HOUR_US)  # first hour wholly after lo
+    last = _floor(hi + 1, HOUR_US)  # end of the last hour wholly at or before hi
+    if first is not None and first >= last:
+        return [("raw", lo, hi)]
+    parts: list[tuple[str, int | None, int]] = []
+    if lo is not None:
+        parts.append(("raw", lo, first - 1))
+    day_first = None if first is None else _ceil(first, DAY_US)
+    day_last = _floor(last, DAY_US)
+    if day_first is None or day_first < day_last:
+        if first is not None:
+            parts.append(("hour", first, day_first))
+        parts += [("day", day_first, day_last), ("hour", day_last, last)]
+    else:
+        parts.append(("hour", first, last))
+    parts.append(("raw", last - 1, hi))
+    return [p for p in parts if p[1] is None or p[1] < p[2]]
 
 
 async def is_known(conn: psycopg.AsyncConnection, space_id: str) -> bool:
@@ -45,34 +76,23 @@ async def latest_reset(conn: psycopg.AsyncConnection, space_id: str,
     return (to_us(row[0]), int(row[1])) if row else None
 
 
+_PART_SQL = {
+    "raw": "SELECT COALESCE(sum(delta), 0) FROM space_count WHERE space_id = %s "
+           "AND (%s::timestamptz IS NULL OR event_ts > %s) AND event_ts <= %s",
+    "hour": "SELECT COALESCE(sum(delta), 0) FROM space_count_hourly WHERE space_id = %s "
+            "AND (%s::timestamptz IS NULL OR hour >= %s) AND hour < %s",
+    "day": "SELECT COALESCE(sum(delta), 0) FROM space_count_daily WHERE space_id = %s "
+           "AND (%s::timestamptz IS NULL OR day >= %s) AND day < %s",
+}
+
+
 async def count_at(conn: psycopg.AsyncConnection, space_id: str, at: int) -> int:
     """``count(space_id, at)`` over the history written so far."""
     reset = await latest_reset(conn, space_id, at)
-    base = reset[1] if reset else 0
-    tail_start = _floor_hour(at)
-    if reset is None:
-        hourly, raw = (None, tail_start), [(None, at)]
-    else:
-        head_end = _floor_hour(reset[0]) + HOUR_US
-        if head_end > tail_start:  # the reset and `at` fall in the same hour
-            hourly, raw = None, [(reset[0], at)]
-        else:
-            hourly, raw = (head_end, tail_start), [(reset[0], head_end - 1), (tail_start - 1, at)]
-    total = base
-    if hourly is not None:
-        lo, hi = hourly
-        cur = await conn.execute(
-            "SELECT COALESCE(sum(delta), 0) FROM space_count_hourly WHERE space_id = %s "
-            "AND (%s::timestamptz IS NULL OR hour >= %s) AND hour < %s",
-            (space_id, from_us(lo) if lo is not None else None,
-             from_us(lo) if lo is not None else None, from_us(hi)))
-        total += int((await cur.fetchone())[0])
-    for after, upto in raw:  # (after, upto]: events strictly after `after`
-        cur = await conn.execute(
-            "SELECT COALESCE(sum(delta), 0) FROM space_count WHERE space_id = %s "
-            "AND (%s::timestamptz IS NULL OR event_ts > %s) AND event_ts <= %s",
-            (space_id, from_us(after) if after is not None else None,
-             from_us(after) if after is not None else None, from_us(upto)))
+    total = reset[1] if reset else 0
+    for source, a, b in plan(reset[0] if reset else None, at):
+        start = from_us(a) if a is not None else None
+        cur = await conn.execute(_PART_SQL[source], (space_id, start, start, from_us(b)))
         total += int((await cur.fetchone())[0])
     return total
 

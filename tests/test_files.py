@@ -69,3 +69,37 @@ def test_settings_read_the_environment_once_and_explain_bad_values():
     assert Settings.from_env(s.to_env()) == s
     with pytest.raises(SettingsError, match="DPU_WEB_PORT must be an integer"):
         Settings.from_env({"DPU_WEB_PORT": "http"})
+
+
+def test_as_of_plan_covers_every_instant_once():
+    """The rollup plan of count(S, T) sums each event in (lo, hi] exactly once."""
+    import random
+
+    from pipeline.history import DAY_US, HOUR_US, plan
+
+    rng = random.Random(1)
+    base = 1_700_000_000 * 1_000_000 // DAY_US * DAY_US
+    for _ in range(3000):
+        lo = None if rng.random() < 0.2 else base + rng.randrange(4 * DAY_US)
+        hi = (lo or base) + rng.choice([0, 1, HOUR_US - 1, HOUR_US, DAY_US, 3 * DAY_US]) \
+            + rng.randrange(2 * DAY_US)
+        if rng.random() < 0.3 and lo is not None:  # exact hour and day boundaries
+            lo -= lo % HOUR_US
+        if rng.random() < 0.3:
+            hi -= hi % rng.choice([HOUR_US, DAY_US])
+        hi = max(hi, lo or hi)
+        probes = [(lo or base - DAY_US) + k for k in (0, 1)] + [hi, hi + 1, hi - 1] + \
+            [rng.randrange((lo or base - DAY_US), hi + 2) for _ in range(20)] + \
+            [hi - hi % HOUR_US, hi - hi % DAY_US, hi - hi % HOUR_US - 1]
+        parts = plan(lo, hi)
+        for ts in probes:
+            covered = 0
+            for source, a, b in parts:
+                size = {"raw": None, "hour": HOUR_US, "day": DAY_US}[source]
+                if size is None:
+                    covered += (a is None or ts > a) and ts <= b
+                else:
+                    bucket = ts - ts % size
+                    covered += (a is None or bucket >= a) and bucket < b
+            expected = (lo is None or ts > lo) and ts <= hi
+            assert covered == expected, (lo, hi, ts, parts)

@@ -229,6 +229,25 @@ class Kafka(Service):
         _wait("Kafka", lambda: proc.poll() is None and port_open(self.endpoint), 90, self.log)
         if proc.poll() is not None:
             raise ServiceError(f"Kafka exited at start; see {self.log}")
+        _wait("Kafka metadata", self._answers, 120, self.log)
+
+    def _answers(self) -> bool:
+        """The broker serves metadata (its listener may open before it is ready)."""
+        import asyncio
+
+        from pipeline.topics import BrokerUnavailable, admin_client
+
+        async def probe() -> None:
+            admin = await admin_client(self.settings, timeout_s=5)
+            try:
+                await admin.list_topics()
+            finally:
+                await admin.close()
+        try:
+            asyncio.run(probe())
+            return True
+        except (BrokerUnavailable, Exception):
+            return False
 
     def stop(self) -> bool:
         return self._terminate(timeout=60)

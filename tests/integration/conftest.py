@@ -178,7 +178,7 @@ def pipeline(base_settings: Settings, tmp_path, request) -> Pipeline:
         commit_interval_s=0.2, sink_flush_s=0.05, **(marker.kwargs if marker else {}))
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     try:
-        worker.wait_ready()
+        worker.wait_ready(timeout=180)
     except RuntimeError as exc:
         worker.kill()
         pytest.fail(f"{exc}\n{(tmp_path / 'worker.log').read_text()[-3000:]}", pytrace=False)
@@ -186,3 +186,15 @@ def pipeline(base_settings: Settings, tmp_path, request) -> Pipeline:
     worker.stop()
     with psycopg.connect(base_settings.database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(run)))
+    asyncio.run(delete_topics(settings, run))
+
+
+async def delete_topics(settings: Settings, run: str) -> None:
+    """Drop the test's topics (its own and its worker's changelogs): brokers stay light."""
+    admin = await admin_client(settings)
+    try:
+        names = [t for t in await admin.list_topics() if run in t]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
