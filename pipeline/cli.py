@@ -334,6 +334,19 @@ def dev_status(ctx) -> None:
 
 
 @main.command()
+@click.pass_context
+@friendly
+def replay(ctx) -> None:
+    """Rebuild all state from the input topics (run with the deployment's workers stopped)."""
+    from pipeline.replay import ReplayRefused, replay as do_replay
+
+    try:
+        asyncio.run(do_replay(_settings(ctx), say=lambda m: click.echo(m, err=True)))
+    except ReplayRefused as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
 @click.option("--quick", is_flag=True, help="A small run (about two minutes).")
 @click.pass_context
 @friendly

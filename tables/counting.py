@@ -134,11 +134,11 @@ def on_placement(db: Store, p: Placement, src: Source) -> Outcome:
             "k": "c", "ts": ts, "d": entries - exits, "en": entries, "ex": exits,
             "dpu": p.dpu_id, "src": ["p", src.partition, src.offset, seq]}))
         seq += 1
-    if corrections or before is None:
-        out.append(Out(TELEMETRY, p.dpu_id, {
-            "k": "reattributed", "dpu": p.dpu_id, "start": start, "end": end,
-            "door": p.doorway_id, "pat": p.installed_at,
-            "sp": [[s.space_id, s.direction] for s in p.spaces]}))
+    # Always, even with nothing to correct: rows written before (a replay) must follow too.
+    out.append(Out(TELEMETRY, p.dpu_id, {
+        "k": "reattributed", "dpu": p.dpu_id, "start": start, "end": end,
+        "door": p.doorway_id, "pat": p.installed_at,
+        "sp": [[s.space_id, s.direction] for s in p.spaces]}))
     return Outcome(out)
 
 

@@ -134,7 +134,10 @@ class Pipeline:
             return exc.code, orjson.loads(exc.read() or b"null")
 
     def count(self, space: str) -> int | None:
+        """The realtime count, None for an unknown space (404); any other answer fails."""
         status, body = self.get(f"/spaces/{space}/count")
+        if status not in (200, 404):
+            pytest.fail(f"GET /spaces/{space}/count answered {status}: {body}", pytrace=False)
         return body["count"] if status == 200 else None
 
     def redis_counts(self) -> dict[str, int]:
