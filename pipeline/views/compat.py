@@ -10,10 +10,9 @@ import psycopg
 from faust.web import Request, Response, View
 
 from pipeline.app import app
-from pipeline.models import Invalid
 from pipeline.views.common import BadParameter, error, instant
 from pipeline.views.history import count_or_none
-from pipeline.views.ingest import authorized, parse_body, publish, read_body, validate
+from pipeline.views.ingest import posted_items, publish, validate
 from pipeline.views.realtime import realtime_count
 from tables.faust_tables import spaces
 
@@ -59,12 +58,9 @@ class CountCompat(RealtimeCompat):
 @app.page("/send")
 class SendCompat(View):
     async def post(self, request: Request) -> Response:
-        if not authorized(request):
-            return error(self, 401, "a valid bearer token is required")
-        try:
-            items = parse_body(await read_body(request))
-        except Invalid as exc:
-            return error(self, 400, str(exc))
+        items = await posted_items(self, request)
+        if isinstance(items, Response):
+            return items
         good, bad = validate(items[:1])
         if bad or len(items) != 1:
             reason = bad[0]["reason"] if bad else "send takes exactly one event"

@@ -68,22 +68,25 @@ async def publish(events: list[DpuEvent]) -> None:
         await events_out.send(key=e.dpu_id.encode(), value=orjson.dumps(e.to_json()))
 
 
-async def read_body(request: Request) -> bytes:
+async def posted_items(view: View, request: Request) -> list[Any] | Response:
+    """The items of an authorized POST body, or the 401/400 answer to send instead."""
+    if not authorized(request):
+        return error(view, 401, "a valid bearer token is required")
     body = await request.read()
     if len(body) > MAX_BODY:
-        raise Invalid(f"body larger than {MAX_BODY} bytes")
-    return body
+        return error(view, 400, f"body larger than {MAX_BODY} bytes")
+    try:
+        return parse_body(body)
+    except Invalid as exc:
+        return error(view, 400, str(exc))
 
 
 @app.page("/events")
 class EventsView(View):
     async def post(self, request: Request) -> Response:
-        if not authorized(request):
-            return error(self, 401, "a valid bearer token is required")
-        try:
-            items = parse_body(await read_body(request))
-        except Invalid as exc:
-            return error(self, 400, str(exc))
+        items = await posted_items(self, request)
+        if isinstance(items, Response):
+            return items
         good, bad = validate(items)
         await publish(good)
         metrics.inc("http_events_accepted", len(good))
