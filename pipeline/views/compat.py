@@ -58,9 +58,9 @@ class CountCompat(RealtimeCompat):
 @app.page("/send")
 class SendCompat(View):
     async def post(self, request: Request) -> Response:
-        items = await posted_items(self, request)
-        if isinstance(items, Response):
-            return items
+        items, refusal = await posted_items(self, request)
+        if refusal is not None:
+            return refusal
         good, bad = validate(items[:1])
         if bad or len(items) != 1:
             reason = bad[0]["reason"] if bad else "send takes exactly one event"

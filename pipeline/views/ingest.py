@@ -68,25 +68,25 @@ async def publish(events: list[DpuEvent]) -> None:
         await events_out.send(key=e.dpu_id.encode(), value=orjson.dumps(e.to_json()))
 
 
-async def posted_items(view: View, request: Request) -> list[Any] | Response:
-    """The items of an authorized POST body, or the 401/400 answer to send instead."""
+async def posted_items(view: View, request: Request) -> tuple[list[Any], Response | None]:
+    """The items of an authorized POST body; or no items and the 401/400 answer to send."""
     if not authorized(request):
-        return error(view, 401, "a valid bearer token is required")
+        return [], error(view, 401, "a valid bearer token is required")
     body = await request.read()
     if len(body) > MAX_BODY:
-        return error(view, 400, f"body larger than {MAX_BODY} bytes")
+        return [], error(view, 400, f"body larger than {MAX_BODY} bytes")
     try:
-        return parse_body(body)
+        return parse_body(body), None
     except Invalid as exc:
-        return error(view, 400, str(exc))
+        return [], error(view, 400, str(exc))
 
 
 @app.page("/events")
 class EventsView(View):
     async def post(self, request: Request) -> Response:
-        items = await posted_items(self, request)
-        if isinstance(items, Response):
-            return items
+        items, refusal = await posted_items(self, request)
+        if refusal is not None:
+            return refusal
         good, bad = validate(items)
         await publish(good)
         metrics.inc("http_events_accepted", len(good))
