@@ -74,8 +74,3 @@ def migrate(url: str, schema_dir: Path = SCHEMA_DIR) -> list[str]:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
     return applied_now
 
-
-def has_timescaledb(url: str) -> bool:
-    with _connect(url) as conn:
-        return bool(conn.execute(
-            "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone())

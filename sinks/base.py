@@ -15,6 +15,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from pipeline.metrics import metrics
+
 log = logging.getLogger(__name__)
 
 Row = TypeVar("Row")
@@ -32,8 +34,6 @@ class SinkStats:
     """Rows buffered and not yet written."""
     last_error: str | None = None
     """The latest failure, cleared by the next success."""
-    last_flush_ms: float = 0.0
-    """Duration of the latest successful write."""
 
 
 class BatchingSink(ABC, Generic[Row]):
@@ -70,7 +70,7 @@ class BatchingSink(ABC, Generic[Row]):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue
-            self.stats.last_flush_ms = (time.perf_counter() - started) * 1000
+            metrics.observe_ms("sink_write", (time.perf_counter() - started) * 1000)
             self.stats.batches += 1
             self.stats.rows += len(self._buffer)
             self.stats.last_error = None
