@@ -104,8 +104,10 @@ def count_dpu_record(db: BatchStore, outbox: Outbox, event: EventT, now: int) ->
         if isinstance(parsed, Reject):
             send_dead_letter(event, parsed.reason)
         elif _right_key(event, parsed.dpu_id, "dpu_id"):
-            metrics.inc("events")
-            outbox.add(counting.on_event(db, parsed, _source(event)))
+            outcome = counting.on_event(db, parsed, _source(event))
+            if not (outcome.redelivered or outcome.duplicate):
+                metrics.inc("events")  # counted once, as the events themselves are
+            outbox.add(outcome)
     else:
         placement = parse_placement(raw, max_bytes=cfg.max_record_bytes)
         if isinstance(placement, Reject):

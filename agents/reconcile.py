@@ -23,6 +23,6 @@ async def reconcile_space_counts() -> None:
         while await reconcile_round(_connection[0]):
             metrics.inc("reconcile_rounds")
     except psycopg.Error as exc:  # the database is down: try again next tick
-        log.warning("reconciliation skipped: %s", str(exc).strip().splitlines()[0:1])
+        log.warning("reconciliation skipped: %s", (str(exc).strip().splitlines() or [""])[0])
         if _connection:
             await _connection.pop().close()

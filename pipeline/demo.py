@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+import orjson
 import psycopg
 import redis
 from psycopg import sql
@@ -68,7 +69,6 @@ def run_demo(base: Settings, data_dir: str | None) -> None:
             redis_count = None
             raw = mirror.get(space["space_id"].encode())
             if raw:
-                import orjson
                 redis_count = orjson.loads(raw)["count"]
             click.echo(f"{space['space_id']} = {space['count']}   (Redis mirror: {redis_count})")
         click.echo(f"dpu_telemetry rows: {telemetry}, space_count rows: {attributions}")
