@@ -23,6 +23,7 @@ from pipeline.dev.worker_process import WorkerProcess
 from pipeline.producer import publish, start_producer
 from pipeline.progress import wait_caught_up
 from pipeline.replay import replay
+from pipeline.kafka_auth import client_options
 from pipeline.settings import Settings
 from pipeline.timeutil import US, now_us
 from pipeline.topics import EVENTS
@@ -36,7 +37,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 async def raw_consume(settings: Settings, n: int) -> float:
     """Events per second a plain aiokafka consumer reads from the events topic."""
-    consumer = AIOKafkaConsumer(settings.topic(EVENTS), bootstrap_servers=settings.kafka_bootstrap,
+    consumer = AIOKafkaConsumer(settings.topic(EVENTS), **client_options(settings),
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 group_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
                                 max_poll_records=5000)

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from pipeline.models import DailyReset, DpuEvent, Placement, Reset
+from pipeline.kafka_auth import client_options
 from pipeline.settings import Settings
 from pipeline.topics import EVENTS, PLACEMENTS, RESETS, BrokerUnavailable, ensure_topics, \
     unreachable_message
@@ -27,7 +28,7 @@ def route(record: Record) -> tuple[str, str]:
 
 
 async def start_producer(settings: Settings) -> AIOKafkaProducer:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+    producer = AIOKafkaProducer(**client_options(settings), acks="all",
                                 enable_idempotence=True, linger_ms=5,
                                 max_batch_size=256 * 1024, request_timeout_ms=15000)
     try:

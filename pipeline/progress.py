@@ -4,6 +4,10 @@ The worker's consumer group commits a record's offset only after the record was 
 for sink agents, written. So the pipeline is caught up when, on every partition of every pipeline
 topic, the committed offset has reached the end; this must hold on two consecutive looks, since a
 record just processed may still be on its way to the next topic.
+
+Workers write in Kafka transactions, whose commit markers take an offset each but are no record:
+a small gap between the committed offset and the end is read through to see whether any record
+is really there.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import topics
+from pipeline.kafka_auth import client_options
 from pipeline.settings import Settings
 from pipeline.topics import admin_client
 
@@ -21,7 +26,8 @@ from pipeline.topics import admin_client
 async def backlog(settings: Settings) -> dict[str, int]:
     """Records produced but not yet committed by the worker group, per topic."""
     admin = await admin_client(settings)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(**client_options(settings), isolation_level="read_committed",
+                                enable_auto_commit=False)
     await consumer.start()
     try:
         names = [settings.topic(n) for n in topics.ALL]
@@ -30,16 +36,48 @@ async def backlog(settings: Settings) -> dict[str, int]:
                for p in t.get("partitions", ())]
         ends = await consumer.end_offsets(tps) if tps else {}
         committed = await admin.list_consumer_group_offsets(settings.app_id)
-        left: dict[str, int] = {}
+        gaps: dict[TopicPartition, tuple[int, int]] = {}
         for tp, end in ends.items():
             meta = committed.get(tp)
             done = meta.offset if meta is not None and meta.offset >= 0 else 0
             if end > done:
-                left[tp.topic] = left.get(tp.topic, 0) + end - done
+                gaps[tp] = (done, end)
+        small = {tp: gap for tp, gap in gaps.items() if gap[1] - gap[0] <= MARKER_SCAN}
+        records = await records_between(consumer, small) if small else {}
+        left: dict[str, int] = {}
+        for tp, (done, end) in gaps.items():
+            n = records.get(tp, end - done)
+            if n:
+                left[tp.topic] = left.get(tp.topic, 0) + n
         return left
     finally:
         await consumer.stop()
         await admin.close()
+
+
+MARKER_SCAN = 500
+"""Gaps up to this many offsets are read through to tell records from transaction markers."""
+
+
+async def records_between(consumer: AIOKafkaConsumer,
+                          gaps: dict[TopicPartition, tuple[int, int]]) -> dict[TopicPartition, int]:
+    """Committed records in ``[start, end)`` per partition (markers and aborted records skipped)."""
+    consumer.assign(list(gaps))
+    for tp, (start, _) in gaps.items():
+        consumer.seek(tp, start)
+    found = {tp: 0 for tp in gaps}
+    pending = set(gaps)
+    deadline = time.monotonic() + 5
+    while pending and time.monotonic() < deadline:
+        batches = await consumer.getmany(*pending, timeout_ms=200)
+        for tp, messages in batches.items():
+            found[tp] += sum(1 for m in messages if m.offset < gaps[tp][1])
+        for tp in list(pending):
+            if await consumer.position(tp) >= gaps[tp][1]:
+                pending.discard(tp)
+    for tp in pending:  # could not read through in time: count the gap as records
+        found[tp] = gaps[tp][1] - gaps[tp][0]
+    return found
 
 
 async def wait_caught_up(settings: Settings, timeout_s: float, poll_s: float = 0.5,

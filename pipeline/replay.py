@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import topics
 from pipeline.progress import backlog
+from pipeline.kafka_auth import client_options
 from pipeline.settings import Settings
 from pipeline.topics import admin_client, ensure_topics
 
@@ -87,7 +88,7 @@ async def rewind_group(settings: Settings) -> None:
         await admin.close()
     tps = [TopicPartition(t["topic"], p["partition"]) for t in described
            for p in t.get("partitions", ())]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+    consumer = AIOKafkaConsumer(**client_options(settings),
                                 group_id=settings.app_id, enable_auto_commit=False)
     await consumer.start()
     try:

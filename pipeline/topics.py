@@ -12,6 +12,7 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
+from pipeline.kafka_auth import client_options
 from pipeline.settings import Settings
 
 EVENTS = "dpu-events"
@@ -42,7 +43,7 @@ def unreachable_message(settings: Settings) -> str:
 
 
 async def admin_client(settings: Settings, timeout_s: float = 15) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+    admin = AIOKafkaAdminClient(**client_options(settings),
                                 request_timeout_ms=int(timeout_s * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout_s)

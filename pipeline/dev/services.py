@@ -25,6 +25,9 @@ from pipeline.settings import Settings
 
 KAFKA_POM = Path(__file__).with_name("kafka-pom.xml")
 
+DEV_SASL_USER, DEV_SASL_PASSWORD = "dpu", "dpu-dev-secret"
+"""The dev broker's one SASL user (local development and tests only)."""
+
 
 class ServiceError(RuntimeError):
     """A service could not be installed, started or reached; the message says what to do."""
@@ -121,6 +124,8 @@ class Kafka(Service):
         super().__init__(settings)
         self.endpoint = _endpoint(settings.kafka_bootstrap, 9092)
         self.controller = Endpoint(self.endpoint.host, self.endpoint.port + 1)
+        self.sasl_endpoint = Endpoint(self.endpoint.host, self.endpoint.port + 4)
+        """A SASL_PLAINTEXT (PLAIN) listener for ``DEV_SASL_USER``."""
         self.lib = (settings.state_dir / "kafka-lib").resolve()
         self.data = self.dir / "data"
 
@@ -153,18 +158,27 @@ class Kafka(Service):
 
     def _configure(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
-        ep, ctl = self.endpoint, self.controller
+        ep, ctl, sasl = self.endpoint, self.controller, self.sasl_endpoint
         props = self.dir / "server.properties"
         props.write_text(
             "\n".join([
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@{ctl.host}:{ctl.port}",
-                f"listeners=PLAINTEXT://{ep.host}:{ep.port},CONTROLLER://{ctl.host}:{ctl.port}",
-                f"advertised.listeners=PLAINTEXT://{ep.host}:{ep.port}",
+                f"listeners=PLAINTEXT://{ep.host}:{ep.port},CONTROLLER://{ctl.host}:{ctl.port},"
+                f"SASL_PLAINTEXT://{sasl.host}:{sasl.port}",
+                f"advertised.listeners=PLAINTEXT://{ep.host}:{ep.port},"
+                f"SASL_PLAINTEXT://{sasl.host}:{sasl.port}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
+                "SASL_PLAINTEXT:SASL_PLAINTEXT",
+                # A SASL listener with one dev user, so the SASL passthrough is tested for real.
+                "sasl.enabled.mechanisms=PLAIN",
+                "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="{DEV_SASL_USER}" password="{DEV_SASL_PASSWORD}" '
+                f'user_{DEV_SASL_USER}="{DEV_SASL_PASSWORD}";',
                 f"log.dirs={self.data}",
                 # One node: internal topics cannot have more replicas than brokers.
                 "offsets.topic.replication.factor=1",
