@@ -135,7 +135,8 @@ async def count_in_batches(stream, handle) -> None:
     """Run ``handle`` on each event of each batch, then write the tables and send the outputs.
 
     Both happen before the batch is acknowledged, and Faust flushes its producer before it commits
-    offsets: a batch's state and outputs are in Kafka before its offsets are.
+    offsets: a batch's state and outputs are in Kafka before its offsets are. Within a batch the
+    order is outputs, logs, states (see ``BatchStore.flush``).
     """
     db, outbox = BatchStore(), Outbox()
     async for batch in stream.take_events(cfg.sink_batch_size, within=cfg.count_batch_s):
@@ -144,8 +145,11 @@ async def count_in_batches(stream, handle) -> None:
             db.use(event)
             with processing(event):
                 handle(db, outbox, event, now)
-        db.flush()
+        # Outputs first and acknowledged, then the tables: a batch whose state says "applied"
+        # has had every output delivered, so a redelivered record may rely on that.
         outbox.send()
+        await app.producer.flush()
+        await db.flush()
 
 
 @app.agent(dpu_inputs, name="count-dpus")

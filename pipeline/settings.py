@@ -76,6 +76,8 @@ class Settings:
     """Longest time a counting agent waits to fill a batch (bounds the realtime latency)."""
     commit_interval_s: float = 0.5
     """How often the worker commits consumer offsets."""
+    session_timeout_s: float = 30.0
+    """How long the group waits for a silent worker before moving its partitions elsewhere."""
     kafka_extra: Mapping[str, str] = field(default_factory=dict)
     """``DPU_KAFKA_*`` passthrough settings (SASL/TLS), lower-cased without the prefix."""
 
@@ -116,6 +118,7 @@ class Settings:
             "DPU_SINK_FLUSH_S": str(self.sink_flush_s),
             "DPU_COUNT_BATCH_S": str(self.count_batch_s),
             "DPU_COMMIT_INTERVAL_S": str(self.commit_interval_s),
+            "DPU_SESSION_TIMEOUT_S": str(self.session_timeout_s),
         }
         env.update({f"DPU_KAFKA_{k.upper()}": v for k, v in self.kafka_extra.items()})
         return env
@@ -143,6 +146,7 @@ class Settings:
             sink_flush_s=_float(env, "DPU_SINK_FLUSH_S", d.sink_flush_s),
             count_batch_s=_float(env, "DPU_COUNT_BATCH_S", d.count_batch_s),
             commit_interval_s=_float(env, "DPU_COMMIT_INTERVAL_S", d.commit_interval_s),
+            session_timeout_s=_float(env, "DPU_SESSION_TIMEOUT_S", d.session_timeout_s),
             kafka_extra={
                 k[len("DPU_KAFKA_"):].lower(): v
                 for k, v in env.items()

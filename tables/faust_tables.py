@@ -32,6 +32,10 @@ TABLES = {
     "daily-resets": app.Table("daily-resets", **_RAW, help="DailySchedule per space_id"),
 }
 dpus, spaces, daily_resets = TABLES["dpus"], TABLES["spaces"], TABLES["daily-resets"]
+LOGS = frozenset({"dpu-days", "event-ids", "space-days", "daily-resets"})
+"""Tables whose slots a state value points into (written first)."""
+STATES = frozenset({"dpus", "spaces"})
+"""Tables whose values record which source offsets were applied (written last)."""
 
 
 class BatchStore:
@@ -64,14 +68,28 @@ class BatchStore:
     def delete(self, table: str, key: str) -> None:
         self.store(table, key, None)
 
-    def flush(self) -> None:
-        for (table, key), event in self._dirty.items():
-            value = self._values[(table, key)]
-            with processing(event):
-                if value is None:
-                    TABLES[table].pop(key.encode(), None)
-                else:
-                    TABLES[table][key.encode()] = orjson.dumps(value)
+    async def flush(self) -> None:
+        """Write the changed keys: the logs first, then the states that say what was applied.
+
+        Each step waits for Kafka to acknowledge it. A worker killed in between leaves a state
+        that has not applied the batch (its records come again and rewrite the same log slots)
+        or one whose logs are all there: never a state marking records applied whose log
+        entries or outputs were lost.
+        """
+        for tables in (LOGS, STATES):
+            wrote = False
+            for (table, key), event in self._dirty.items():
+                if table not in tables:
+                    continue
+                value = self._values[(table, key)]
+                with processing(event):
+                    if value is None:
+                        TABLES[table].pop(key.encode(), None)
+                    else:
+                        TABLES[table][key.encode()] = orjson.dumps(value)
+                wrote = True
+            if wrote:
+                await app.producer.flush()
         self._values.clear()
         self._dirty.clear()
 
