@@ -25,18 +25,31 @@ class RedisMirror(BatchingSink[Change]):
         self.redis_url = redis_url
         self.prefix = prefix
         self._client: aioredis.Redis | None = None
+        self.synced_run_id: str | None = None
+        """The Redis server run this mirror last wrote in full (see ``agents/mirror.py``)."""
 
     def keys(self, kind: str) -> tuple[str, str]:
         return f"{self.prefix}{kind}s", f"{self.prefix}{kind}-counts"
+
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            self._client = aioredis.from_url(self.redis_url, socket_timeout=5,
+                                             socket_connect_timeout=5)
+        return self._client
+
+    async def server_run_id(self) -> str | None:
+        """The id of the running Redis server process (new after each restart); None if down."""
+        try:
+            return (await self.client().info("server")).get("run_id")
+        except Exception:
+            await self.reset()
+            return None
 
     async def write(self, rows: list[Change]) -> None:
         latest: dict[tuple[str, str], dict] = {}
         for kind, ident, state in rows:
             latest[(kind, ident)] = state  # in partition order: the last one is the newest
-        if self._client is None:
-            self._client = aioredis.from_url(self.redis_url, socket_timeout=5,
-                                             socket_connect_timeout=5)
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self.client().pipeline(transaction=False)
         for (kind, ident), state in latest.items():
             hash_key, channel = self.keys(kind)
             payload = orjson.dumps(state)
