@@ -76,3 +76,13 @@ def test_realtime_and_history_equal_the_reference(evs, pls, rss, dailies, seed, 
         for at in probes:
             assert sim.as_of(space, at) == reference.count(space, at, arrival_events,
                                                            effective_pls, effective_rss)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(events, max_size=40), st.lists(placements, max_size=6),
+       st.lists(resets, max_size=5), st.lists(instants, max_size=6))
+def test_the_precomputed_reference_index_agrees_with_the_definition(evs, pls, rss, probes):
+    index = reference.Index(evs, pls, rss)
+    for space in SPACES:
+        for at in [None, *probes, *(r.at for r in rss), *(e.ts for e in evs[:5])]:
+            assert index.count(space, at) == reference.count(space, at, evs, pls, rss)

@@ -15,7 +15,8 @@ import sys
 import time
 import uuid
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import psycopg
@@ -29,6 +30,7 @@ from pipeline.db import ensure_database
 from pipeline.dev.worker_process import WorkerProcess
 from pipeline.producer import publish
 from pipeline.progress import wait_caught_up
+from pipeline.kafka_auth import client_options
 from pipeline.settings import Settings
 from pipeline.topics import BrokerUnavailable, admin_client
 from tests.integration import containers
@@ -36,6 +38,18 @@ from tests.integration import containers
 HOW_TO_START = ('start the services with `scripts/test` (or `eval "$(.venv/bin/dpu dev up)"`) '
                 "or point DPU_KAFKA_URL, DPU_DATABASE_URL and DPU_REDIS_URL at running ones")
 TEST_DATABASE = "dpu_test"
+FAULT_TABLE: list[dict] = []
+"""Rows the fault suite adds (``test_faults.py``), printed after the run."""
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not FAULT_TABLE:
+        return
+    cols = ("scenario", "faults", "events", "in_flight", "lost", "doubled")
+    terminalreporter.section("fault table")
+    terminalreporter.write_line(" | ".join(cols))
+    for row in FAULT_TABLE:
+        terminalreporter.write_line(" | ".join(str(row[c]) for c in cols))
 
 
 @pytest.fixture(scope="session")
@@ -92,13 +106,33 @@ class Pipeline:
     settings: Settings
     worker: WorkerProcess
     schema: str
+    tmp: Path
+    others: list[WorkerProcess] = field(default_factory=list)
+    """Workers started by ``add_worker``, stopped at teardown."""
+
+    def add_worker(self, name: str) -> WorkerProcess:
+        """Another worker of the same deployment (same group), with its own port and state."""
+        settings = self.settings.with_(web_port=free_port(), state_dir=self.tmp / name)
+        worker = WorkerProcess(settings, self.tmp / f"{name}.log").start()
+        self.others.append(worker)
+        return worker
+
+    def restart(self, worker: WorkerProcess | None = None) -> WorkerProcess:
+        """A new process in place of ``worker`` (default: the first), same port and state."""
+        old = worker or self.worker
+        new = WorkerProcess(old.settings, old.log_path).start()
+        if old is self.worker:
+            self.worker = new
+        else:
+            self.others[self.others.index(old)] = new
+        return new
 
     def publish(self, records) -> int:
         return asyncio.run(publish(self.settings, records))
 
     def send_raw(self, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
         async def go() -> None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap)
+            producer = AIOKafkaProducer(**client_options(self.settings))
             await producer.start()
             try:
                 for key, value in items:
@@ -108,9 +142,10 @@ class Pipeline:
         asyncio.run(go())
 
     def wait(self, timeout: float = 90) -> None:
-        if not asyncio.run(wait_caught_up(self.settings, timeout)):
-            pytest.fail(f"pipeline not caught up within {timeout}s; see {self.worker.log_path}",
-                        pytrace=False)
+        last: list[dict] = [{}]
+        if not asyncio.run(wait_caught_up(self.settings, timeout, on_poll=last.append)):
+            pytest.fail(f"pipeline not caught up within {timeout}s (behind: {last[-1]}); see "
+                        f"{self.worker.log_path}", pytrace=False)
 
     def sql(self, query: str, params: tuple = ()) -> list[tuple]:
         with psycopg.connect(self.settings.database_url) as conn:
@@ -146,17 +181,21 @@ class Pipeline:
         raw = redis.from_url(self.settings.redis_url).hgetall(f"{self.settings.redis_prefix}spaces")
         return {k.decode(): orjson.loads(v)["count"] for k, v in raw.items()}
 
-    def assert_history_matches(self, events, placements, resets) -> None:
-        """Once reconciled, every space_count row's count_reconciled is count(S, its instant)."""
+    def assert_history_matches(self, events, placements, resets) -> int:
+        """Once reconciled, every space_count row's count_reconciled is count(S, its instant).
+
+        Returns the number of rows compared.
+        """
         from pipeline.timeutil import to_us
         from tests import reference
 
         poll(lambda: self.sql("SELECT count(*) FROM space_dirty")[0][0] == 0 or None,
              what="reconciliation done")
         rows = self.sql("SELECT space_id, event_ts, count_reconciled FROM space_count")
-        wrong = [(s, t, c) for s, t, c in rows
-                 if c != reference.count(s, to_us(t), events, placements, resets)]
+        index = reference.Index(events, placements, resets)
+        wrong = [(s, t, c) for s, t, c in rows if c != index.count(s, to_us(t))]
         assert not wrong, wrong[:5]
+        return len(rows)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         env = {**os.environ, **self.settings.to_env()}
@@ -185,8 +224,10 @@ def pipeline(base_settings: Settings, tmp_path, request) -> Pipeline:
     except RuntimeError as exc:
         worker.kill()
         pytest.fail(f"{exc}\n{(tmp_path / 'worker.log').read_text()[-3000:]}", pytrace=False)
-    yield Pipeline(settings, worker, run)
-    worker.stop()
+    pipe = Pipeline(settings, worker, run, tmp_path)
+    yield pipe
+    for w in [pipe.worker, *pipe.others]:
+        w.stop()
     with psycopg.connect(base_settings.database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(run)))
     asyncio.run(delete_topics(settings, run))
