@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ssl
+import logging
 from typing import Any, Mapping
 
 from pipeline.settings import Settings, SettingsError
@@ -55,9 +56,16 @@ def _ssl_context(opts: Mapping[str, str]) -> ssl.SSLContext | None:
     return context
 
 
+def _once_in_the_clear(record: logging.LogRecord) -> bool:
+    return "in the clear" not in record.getMessage()
+
+
 def client_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for an aiokafka producer, consumer or admin client."""
     opts = _checked(settings.kafka_extra)
+    if opts["security_protocol"] == "SASL_PLAINTEXT":
+        # aiokafka warns on every connection; the choice was the user's, once is enough.
+        logging.getLogger("aiokafka.conn").addFilter(_once_in_the_clear)
     out: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap,
                            "security_protocol": opts["security_protocol"]}
     context = _ssl_context(opts)

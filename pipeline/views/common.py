@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from aiohttp import web
 from faust.web import Response, View
 from psycopg_pool import AsyncConnectionPool
 
-from pipeline.app import cfg
+from pipeline.app import app, cfg
 from pipeline.timeutil import BadTimestamp, parse_ts
 
 
@@ -37,3 +38,17 @@ async def db_pool() -> AsyncConnectionPool:
         await pool.open(wait=False)
         _pool.append(pool)
     return _pool[0]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler):
+    """Errors aiohttp answers itself (no such route, wrong method) as JSON too, like ours."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response({"error": exc.reason}, status=exc.status)
+
+
+app.web.web_app.middlewares.append(json_errors)

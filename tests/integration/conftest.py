@@ -197,8 +197,9 @@ class Pipeline:
         assert not wrong, wrong[:5]
         return len(rows)
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        env = {**os.environ, **self.settings.to_env()}
+    def cli(self, *args: str, check: bool = True,
+            settings: Settings | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, **(settings or self.settings).to_env()}
         proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env,
                               capture_output=True, text=True, timeout=120)
         if check and proc.returncode != 0:
