@@ -5,8 +5,10 @@ property tests exercise exactly the code that runs in the workers. Each function
 state through :class:`Store` and returns the records to send on (``Out``), never sending itself.
 
 Idempotence: every state value records the highest source offset it applied per source partition.
-A record delivered again (after a crash or a rebalance) changes no state, and the records derived
-from it carry its source coordinates, so the next stage drops the copies it already applied.
+A record above it is new. One at or below it is checked exactly against the logs (the DPU's day
+log, the space's day log, the placement history, the latest reset): a redelivered record changes
+no state, while a record Faust skipped and delivers only after later ones is still applied. The
+records derived from a record carry its source coordinates, so the next stage does the same.
 """
 
 from __future__ import annotations
@@ -68,25 +70,26 @@ def on_event(db: Store, e: DpuEvent, src: Source) -> Outcome:
     """Count an event on its DPU and attribute it through the placement valid at its time."""
     source = f"e:{src.partition}"
     state = DpuState.from_value(e.dpu_id, db.load("dpus", e.dpu_id))
-    redelivered = state.already_applied(source, src.offset)
+    day = day_of(e.ts)
+    log = f"{e.dpu_id}{KEY_SEP}{day}"
+    first = None
+    if state.maybe_applied(source, src.offset):
+        # Logs are written before states, so an event counted before has its entry.
+        first = next((c for c in chunks.read(db, "dpu-days", log, state.days.get(day, 0))
+                      if c[2] == src.partition and c[3] == src.offset), None)
+    redelivered = first is not None
     if e.event_id is not None and not redelivered:
         id_key = f"{e.dpu_id}{KEY_SEP}{e.event_id}"
-        first = db.load("event-ids", id_key)
-        if first is not None and first != [src.partition, src.offset]:
+        first_of_id = db.load("event-ids", id_key)
+        if first_of_id is not None and first_of_id != [src.partition, src.offset]:
             state.mark_applied(source, src.offset)
             db.store("dpus", e.dpu_id, state.to_value())
             return Outcome([], duplicate=True)
         db.store("event-ids", id_key, [src.partition, src.offset])
-    day = day_of(e.ts)
-    log = f"{e.dpu_id}{KEY_SEP}{day}"
     placement = state.placements.valid_at(e.ts)
     if redelivered:
         # Send again exactly what the first delivery sent (its attribution then), so that the
         # next stage drops it as a copy, or applies it if the first copy was lost.
-        first = next((c for c in chunks.read(db, "dpu-days", log, state.days.get(day, 0))
-                      if c[2] == src.partition and c[3] == src.offset), None)
-        if first is None:  # the first delivery was a duplicate event_id: nothing was sent
-            return Outcome([], redelivered=True)
         signs = tuple(SpaceSign(s, d) for s, d in first[4])
     else:
         signs = placement.spaces if placement else ()
@@ -119,7 +122,7 @@ def on_placement(db: Store, p: Placement, src: Source) -> Outcome:
     # A space is known once a placement names it: make sure its count exists.
     out = [Out(DELTAS, s.space_id, {"k": "known", "src": ["p", src.partition, src.offset, i]})
            for i, s in enumerate(p.spaces)]
-    if state.already_applied(source, src.offset):
+    if state.maybe_applied(source, src.offset) and state.placements.holds(p):
         return Outcome(out, redelivered=True)
     start, end, before = state.placements.add(p)
     state.mark_applied(source, src.offset)
@@ -152,7 +155,7 @@ def on_delta(db: Store, space_id: str, delta: dict[str, Any], now: int) -> Outco
     code, partition, offset, seq = delta["src"]
     source = f"{code}:{partition}"
     state = SpaceState.from_value(space_id, db.load("spaces", space_id))
-    if state.already_applied(source, offset, seq):
+    if state.maybe_applied(source, offset, seq) and _delta_applied(db, state, delta):
         return Outcome([], redelivered=True)
     state.mark_applied(source, offset, seq)
     state.updated_at = now
@@ -164,7 +167,8 @@ def on_delta(db: Store, space_id: str, delta: dict[str, Any], now: int) -> Outco
     logged = state.add_delta(ts, d)
     if logged is not None:
         day, index = logged
-        chunks.append(db, "space-days", f"{space_id}{KEY_SEP}{day}", index, [ts, d])
+        chunks.append(db, "space-days", f"{space_id}{KEY_SEP}{day}", index,
+                      [ts, d, delta["src"]])
     db.store("spaces", space_id, state.to_value())
     return Outcome([_count_record(state, {
         "k": delta["k"], "ts": ts, "d": d, "dpu": delta["dpu"],
@@ -172,11 +176,37 @@ def on_delta(db: Store, space_id: str, delta: dict[str, Any], now: int) -> Outco
         "src": delta["src"], "counted": counted})])
 
 
+def _delta_applied(db: Store, state: SpaceState, delta: dict[str, Any]) -> bool:
+    """Whether a delta at or below the space's high-water mark really was applied."""
+    if delta["k"] == "known":
+        return True  # changes nothing twice anyway
+    ts = delta["ts"]
+    if not state.counts_at_realtime(ts):
+        return False  # absorbed by the latest reset: applying again only re-sends its row
+    day = day_of(ts)
+    logged = state.days.get(day, [0, 0])[1]
+    return any(c[2] == delta["src"] for c in chunks.read(
+        db, "space-days", f"{state.space_id}{KEY_SEP}{day}", logged))
+
+
+def _reset_applied(db: Store, state: SpaceState, r: Reset | DailyReset) -> bool:
+    """Whether a reset at or below the space's high-water mark really was applied."""
+    if isinstance(r, DailyReset):
+        value = db.load("daily-resets", r.space_id)
+        if value is None or r.time is None:
+            return value is None and r.time is None
+        schedule = DailySchedule.from_value(value)
+        return (schedule.wall, schedule.tz, schedule.count) == (r.time, r.tz, r.count)
+    # An earlier reset than the latest changes nothing now; the latest itself, if it is this one.
+    return state.reset_at is not None and (r.at < state.reset_at or (
+        r.at == state.reset_at and r.count == state.reset_count))
+
+
 def on_reset(db: Store, r: Reset | DailyReset, src: Source, now: int) -> Outcome:
     """Apply a reset (late or not) or a daily-reset setting to a space."""
     source = f"r:{src.partition}"
     state = SpaceState.from_value(r.space_id, db.load("spaces", r.space_id))
-    if state.already_applied(source, src.offset):
+    if state.maybe_applied(source, src.offset) and _reset_applied(db, state, r):
         return Outcome([], redelivered=True)
     state.mark_applied(source, src.offset)
     state.updated_at = now

@@ -48,6 +48,12 @@ class PlacementHistory:
         end = self.starts[i + 1] if i + 1 < len(self.starts) else None
         return start, end, previous
 
+    def holds(self, placement: Placement) -> bool:
+        """Whether exactly this placement is the one recorded at its instant."""
+        i = bisect_right(self.starts, placement.installed_at)
+        return bool(i) and self.starts[i - 1] == placement.installed_at and \
+            self.entries[i - 1] == placement
+
     @property
     def current(self) -> Placement | None:
         return self.entries[-1] if self.entries else None
@@ -76,8 +82,9 @@ class DpuState:
     last_event_at: int | None = None
     """Greatest event time counted."""
     applied: dict[str, int] = field(default_factory=dict)
-    """Highest source offset applied per ``"<topic code>:<partition>"``: a record redelivered
-    after a crash or rebalance changes nothing twice."""
+    """Highest source offset applied per ``"<topic code>:<partition>"``. Records above it are
+    new; one at or below it was probably applied (redelivered after a crash or rebalance) but may
+    have been skipped and delivered late, which the caller checks exactly."""
     days: dict[int, int] = field(default_factory=dict)
     """``day -> events logged`` in the ``dpu-days`` table, per UTC day."""
 
@@ -85,11 +92,11 @@ class DpuState:
     def net(self) -> int:
         return self.ins - self.outs
 
-    def already_applied(self, source: str, offset: int) -> bool:
+    def maybe_applied(self, source: str, offset: int) -> bool:
         return offset <= self.applied.get(source, -1)
 
     def mark_applied(self, source: str, offset: int) -> None:
-        self.applied[source] = offset
+        self.applied[source] = max(offset, self.applied.get(source, -1))
 
     def days_between(self, start: int, end: int | None) -> list[tuple[int, int]]:
         """``(day, events logged)`` of the days that may hold events in ``[start, end)``."""

@@ -18,8 +18,8 @@ from typing import Any, Callable
 from pipeline.timeutil import day_of
 
 
-DayLoader = Callable[[int, int], list[list[int]]]
-"""``(day, length) -> [[instant, delta], ...]``: the logged deltas of one day."""
+DayLoader = Callable[[int, int], list[list]]
+"""``(day, length) -> [[instant, delta, source], ...]``: the logged deltas of one day."""
 
 
 @dataclass
@@ -38,14 +38,17 @@ class SpaceState:
     updated_at: int | None = None
     """Processing time of the last change to ``count``, epoch microseconds."""
     applied: dict[str, list[int]] = field(default_factory=dict)
-    """Highest ``[offset, seq]`` applied per source partition (idempotent redelivery)."""
+    """Highest ``[offset, seq]`` applied per source partition. Records above it are new; one at
+    or below it may still be new (delivered out of order), which the caller checks exactly."""
 
-    def already_applied(self, source: str, offset: int, seq: int = 0) -> bool:
+    def maybe_applied(self, source: str, offset: int, seq: int = 0) -> bool:
         last = self.applied.get(source)
         return last is not None and (offset, seq) <= (last[0], last[1])
 
     def mark_applied(self, source: str, offset: int, seq: int = 0) -> None:
-        self.applied[source] = [offset, seq]
+        last = self.applied.get(source)
+        if last is None or (offset, seq) > (last[0], last[1]):
+            self.applied[source] = [offset, seq]
 
     def counts_at_realtime(self, ts: int) -> bool:
         """Whether a delta at ``ts`` is after the latest reset (else the reset absorbed it)."""
@@ -76,7 +79,8 @@ class SpaceState:
         reset_day = day_of(at)
         after = sum(total for day, (total, _) in self.days.items() if day > reset_day)
         if reset_day in self.days:
-            after += sum(d for ts, d in load_day(reset_day, self.days[reset_day][1]) if ts > at)
+            after += sum(d for ts, d, *_ in load_day(reset_day, self.days[reset_day][1])
+                         if ts > at)
         self.reset_at, self.reset_count = at, count
         self.count = count + after
         dropped = [(day, n) for day, (_, n) in self.days.items() if day < reset_day]

@@ -39,37 +39,53 @@ class Simulation:
     rng: random.Random
     redeliver: float = 0.1
     """Chance that a processed input is delivered once more later."""
+    skip: float = 0.0
+    """Chance that an input or delta is skipped and delivered only later, after records that
+    followed it (what a consumer that drops a record and reads it again does)."""
     db: DictStore = field(default_factory=DictStore)
     history: dict[tuple, dict[str, Any]] = field(default_factory=dict)
     """Space-count records by source, first copy kept: what the space_count sink writes."""
+    order: list = field(default_factory=list)
+    """Inputs in the order they were first processed."""
     resets: dict[tuple[str, int], Reset] = field(default_factory=dict)
     """Resets by (space, instant): the last one processed wins, as in the sink's upsert."""
+    placements: dict[tuple[str, int], Placement] = field(default_factory=dict)
+    """Placements by (DPU, instant): the last one processed wins, as in the tables and sink."""
 
     def run(self, records: list[DpuEvent | Placement | Reset]) -> None:
         inputs = deque((r, counting.Source(0, i, 0)) for i, r in enumerate(records))
         deltas: deque[tuple[str, dict]] = deque()
-        again: list[tuple[Any, counting.Source]] = []
+        again: list[tuple[Any, counting.Source, bool]] = []  # (record, source, first time?)
         now = 10**18
         while inputs or deltas or again:
             choice = self.rng.random()
             if deltas and (choice < 0.5 or not (inputs or again)):
                 space_id, value = deltas.popleft()
+                if deltas and self.rng.random() < self.skip:
+                    deltas.insert(self.rng.randrange(len(deltas)) + 1, (space_id, value))
+                    continue
                 self._collect(counting.on_delta(self.db, space_id, value, now))
                 continue
             if again and (choice < 0.6 or not inputs):
-                record, src = again.pop(self.rng.randrange(len(again)))
+                record, src, first_time = again.pop(self.rng.randrange(len(again)))
             else:
                 record, src = inputs.popleft()
+                first_time = True
+                if self.rng.random() < self.skip:
+                    again.append((record, src, True))
+                    continue
                 if self.rng.random() < self.redeliver:
-                    again.append((record, src))
+                    again.append((record, src, False))
+            if first_time:
+                self.order.append(record)
             if isinstance(record, DpuEvent):
                 outcome = counting.on_event(self.db, record, src)
             elif isinstance(record, Placement):
                 outcome = counting.on_placement(self.db, record, src)
+                self.placements[(record.dpu_id, record.installed_at)] = record
             else:
                 outcome = counting.on_reset(self.db, record, src, now)
-                if not outcome.redelivered:
-                    self.resets[(record.space_id, record.at)] = record
+                self.resets[(record.space_id, record.at)] = record  # as the sink: every delivery
             for out in outcome.out:
                 if out.topic == counting.DELTAS:
                     # A space's deltas keep their order, like records of one Kafka partition.

@@ -171,11 +171,6 @@ def test_kill_9_mid_batch_mid_flush_and_during_start_up(pipeline):
     record("kill -9 (mid-batch, mid-flush, start-up)", "3 kills", in_flight, lost, doubled)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open defect (#4): once in CI a space was off by one after the restore. The commit watchdog "
-    "had found a partition whose records just above the committed offset Faust never "
-    "acknowledged; reading them again delivers them after later offsets, which the per-partition "
-    "high-water dedup of tables/ then drops as already applied."))
 def test_local_state_deleted_is_restored_from_the_changelogs(pipeline):
     sc, exp = scenario(seed=42)
     pipeline.publish(sc.waves[0])
