@@ -30,7 +30,9 @@ def _key(base: str, chunk: int) -> str:
 def append(db: Store, table: str, base: str, length: int, item: Any) -> None:
     """Append ``item`` to the list ``base`` that has ``length`` items so far."""
     key = _key(base, length // CHUNK)
-    items = (db.load(table, key) or []) if length % CHUNK else []
+    # Slots past ``length`` may hold items of a batch whose state was never written (a kill
+    # between the two): they are overwritten, never appended after.
+    items = (db.load(table, key) or [])[:length % CHUNK]
     items.append(item)
     db.store(table, key, items)
 

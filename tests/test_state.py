@@ -158,3 +158,14 @@ def test_a_record_skipped_and_delivered_after_later_ones_is_still_counted():
     again = counting.on_reset(db, Reset("A", 5, 7), counting.Source(0, 4), now=0)
     assert not late.redelivered and again.redelivered
     assert db.load("spaces", "A")["c"] == 7 + 3
+
+
+def test_a_log_slot_left_by_a_batch_whose_state_was_lost_is_overwritten():
+    from tables import chunks
+    from tests.simulator import DictStore
+
+    db = DictStore()
+    for i in range(3):
+        chunks.append(db, "t", "k", i, i)
+    chunks.append(db, "t", "k", 1, "again")  # the state said 1 item: slots 1.. are stale
+    assert chunks.read(db, "t", "k", 2) == [0, "again"]
