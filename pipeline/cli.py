@@ -334,14 +334,17 @@ def dev_status(ctx) -> None:
 
 
 @main.command()
+@click.option("--from-log", is_flag=True,
+              help="Publish the events topic again from dpu_log first (when the topic lost data).")
 @click.pass_context
 @friendly
-def replay(ctx) -> None:
+def replay(ctx, from_log) -> None:
     """Rebuild all state from the input topics (run with the deployment's workers stopped)."""
     from pipeline.replay import ReplayRefused, replay as do_replay
 
     try:
-        asyncio.run(do_replay(_settings(ctx), say=lambda m: click.echo(m, err=True)))
+        asyncio.run(do_replay(_settings(ctx), say=lambda m: click.echo(m, err=True),
+                              from_log=from_log))
     except ReplayRefused as exc:
         raise click.ClickException(str(exc)) from None
 

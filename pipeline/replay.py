@@ -17,6 +17,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import topics
+from pipeline.producer import start_producer
 from pipeline.progress import backlog
 from pipeline.kafka_auth import client_options
 from pipeline.settings import Settings
@@ -30,7 +31,7 @@ class ReplayRefused(RuntimeError):
     """Replaying now would lose data or race a running worker."""
 
 
-async def replay(settings: Settings, say=print) -> list[str]:
+async def replay(settings: Settings, say=print, from_log: bool = False) -> list[str]:
     admin = await admin_client(settings)
     try:
         responses = await admin.describe_consumer_groups([settings.app_id])
@@ -44,6 +45,12 @@ async def replay(settings: Settings, say=print) -> list[str]:
         if any(topic in derived for topic in left):
             raise ReplayRefused(f"records not yet counted or sunk: {left}; start a worker and "
                                 "`dpu wait` first")
+        missing = await events_missing_from_topic(settings)
+        if missing and not from_log:
+            raise ReplayRefused(f"the events topic no longer holds {missing} records that dpu_log "
+                                "has: run `dpu replay --from-log` to publish them again")
+        if from_log:
+            await republish_from_log(settings, say)
         existing = set(await admin.list_topics())
         doomed = [settings.topic(n) for n in DERIVED] + \
             [f"{settings.app_id}-{t}-changelog" for t in TABLES]
@@ -109,3 +116,88 @@ def clear_history(url: str) -> None:
     """
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE space_count, space_count_hourly, space_count_daily, space_dirty")
+
+
+async def _offsets(settings: Settings) -> tuple[dict[int, int], dict[int, int]]:
+    """First and next offset of each partition of the events topic."""
+    topic = settings.topic(topics.EVENTS)
+    consumer = AIOKafkaConsumer(**client_options(settings))
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not tps:
+            await consumer._client.force_metadata_update()
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        first = await consumer.beginning_offsets(tps) if tps else {}
+        end = await consumer.end_offsets(tps) if tps else {}
+        return ({tp.partition: o for tp, o in first.items()},
+                {tp.partition: o for tp, o in end.items()})
+    finally:
+        await consumer.stop()
+
+
+async def events_missing_from_topic(settings: Settings) -> int:
+    """How many ``dpu_log`` records lie outside what the events topic still holds."""
+    first, end = await _offsets(settings)
+    with psycopg.connect(settings.database_url) as conn:
+        rows = conn.execute('SELECT "partition", "offset" FROM dpu_log WHERE topic = %s',
+                            (settings.topic(topics.EVENTS),)).fetchall()
+    return sum(1 for p, o in rows if p not in first or o < first[p] or o >= end[p])
+
+
+async def republish_from_log(settings: Settings, say=print) -> int:
+    """Publish every event record of ``dpu_log`` again, to a new events topic.
+
+    Records go to their old partition, in their old order, with their key and timestamp. The rows
+    derived from the old offsets (``dpu_log``, ``dpu_telemetry``, rejected events) are deleted in
+    the same transaction that read them, committed only once every record is acknowledged: a
+    failure leaves ``dpu_log`` whole, and running this again starts over.
+    """
+    topic = settings.topic(topics.EVENTS)
+    admin = await admin_client(settings)
+    try:
+        if topic in set(await admin.list_topics()):
+            say(f"deleting {topic} to publish it again from dpu_log")
+            await admin.delete_topics([topic])
+            deadline = time.monotonic() + 60
+            while topic in set(await admin.list_topics()):
+                if time.monotonic() > deadline:
+                    raise ReplayRefused("the broker did not delete the topic within 60 s")
+                await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+    for attempt in range(40):  # the broker may still be finishing the deletion
+        try:
+            await ensure_topics(settings)
+            break
+        except Exception:
+            if attempt == 39:
+                raise
+            await asyncio.sleep(0.5)
+    producer = await start_producer(settings)
+    sent = 0
+    try:
+        with psycopg.connect(settings.database_url) as conn:
+            with conn.cursor(name="dpu_replay_log") as cur:
+                cur.itersize = 5000
+                cur.execute('SELECT "partition", dpu_id, raw, kafka_ts FROM dpu_log '
+                            'WHERE topic = %s ORDER BY "partition", "offset"', (topic,))
+                pending = []
+                for partition, key, raw, kafka_ts in cur:
+                    pending.append(await producer.send(
+                        topic, bytes(raw), key=key.encode() if key is not None else None,
+                        partition=partition, timestamp_ms=int(kafka_ts.timestamp() * 1000)))
+                    if len(pending) >= 5000:
+                        await asyncio.gather(*pending)
+                        sent += len(pending)
+                        pending.clear()
+                        say(f"published {sent} records again")
+                await asyncio.gather(*pending)
+                sent += len(pending)
+            conn.execute("DELETE FROM dpu_log WHERE topic = %s", (topic,))
+            conn.execute("DELETE FROM dpu_rejects WHERE source_topic = %s", (topic,))
+            conn.execute("TRUNCATE dpu_telemetry")
+    finally:
+        await producer.stop()
+    say(f"published {sent} event records again from dpu_log")
+    return sent

@@ -58,3 +58,35 @@ def test_replay_rebuilds_identical_counts_and_tables(pipeline, sample_csv):
     pipeline.worker.wait_ready(timeout=180)
     pipeline.wait()
     assert settled(pipeline) == before
+
+
+def test_replay_from_dpu_log_when_the_events_topic_lost_its_records(pipeline, sample_csv):
+    import asyncio
+
+    from pipeline.topics import admin_client
+
+    events, _ = read_events(str(sample_csv))
+    late_move = Placement("283", parse_ts("2018-02-28T00:00:00Z"), (SpaceSign("C", 1),), "Y")
+    pipeline.publish(FLOORPLAN + START + events + [late_move])
+    pipeline.send_raw("dpu-events", [(b"283", b"garbage")])
+    pipeline.wait()
+    before = settled(pipeline)
+    pipeline.worker.stop()
+
+    async def lose_the_events_topic() -> None:  # as retention or a broker loss would
+        admin = await admin_client(pipeline.settings)
+        try:
+            await admin.delete_topics([pipeline.settings.topic("dpu-events")])
+        finally:
+            await admin.close()
+    asyncio.run(lose_the_events_topic())
+    refused = pipeline.cli("replay", check=False)
+    assert refused.returncode == 1 and "no longer holds 564 records" in refused.stderr \
+        and "--from-log" in refused.stderr, refused.stderr
+
+    out = pipeline.cli("replay", "--from-log")
+    assert f"published {before['dpu_log']} event records again" in out.stderr, out.stderr
+    pipeline.worker = WorkerProcess(pipeline.settings, pipeline.worker.log_path).start()
+    pipeline.worker.wait_ready(timeout=180)
+    pipeline.wait()
+    assert settled(pipeline) == before
