@@ -42,14 +42,14 @@ class WorkerProcess:
             return exc.code, orjson.loads(exc.read() or b"null")
 
     def wait_ready(self, timeout: float = 90) -> None:
-        """Until the web view answers and the worker owns partitions (assignment done)."""
+        """Until the web view answers and the worker is ready (rebalance and recovery done)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}; see {self.log_path}")
             try:
                 status, body = self.get_json("/status", timeout=2)
-                if status == 200 and isinstance(body, dict) and body.get("assigned"):
+                if status == 200 and isinstance(body, dict) and body.get("ready"):
                     return
             except OSError:
                 pass

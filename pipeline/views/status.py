@@ -40,8 +40,11 @@ class StatusView(View):
             "failures": s.stats.failures, "last_error": s.stats.last_error}
             for i, s in enumerate(SINKS)}
         backlog = sum(s.stats.pending for s in SINKS)
+        # Ready: in the group, not rebalancing, tables recovered (it may own no partition when
+        # the group has more workers than partitions).
+        ready = not app.rebalancing and app.tables.recovery.completed.is_set()
         return self.json({"caught_up": sum(lag.values()) == 0 and backlog == 0,
-                          "assigned": len(app.consumer.assignment()),
+                          "ready": ready, "assigned": len(app.consumer.assignment()),
                           "consumer_lag": lag, "sink_backlog": backlog, "sinks": sinks})
 
 

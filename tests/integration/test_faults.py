@@ -188,9 +188,10 @@ def test_local_state_deleted_is_restored_from_the_changelogs(pipeline):
 def test_workers_join_and_leave_and_every_worker_answers_right(pipeline):
     sc, exp = scenario(seed=43)
     pipeline.publish(sc.waves[0])
-    second, third = pipeline.add_worker("w2"), pipeline.add_worker("w3")
-    pipeline.publish(sc.waves[1])  # while the two join and partitions move
+    second = pipeline.add_worker("w2")
+    pipeline.publish(sc.waves[1])  # while workers join and partitions move
     second.wait_ready(timeout=180)
+    third = pipeline.add_worker("w3")
     third.wait_ready(timeout=180)
     in_flight = uncommitted(pipeline.worker)
     pipeline.worker.stop()  # the first leaves while the rest is published
@@ -202,8 +203,8 @@ def test_workers_join_and_leave_and_every_worker_answers_right(pipeline):
     # A fresh worker joins the survivor: both answer every space and DPU (routed to the owner).
     fourth = pipeline.add_worker("w4")
     fourth.wait_ready(timeout=180)
-    poll(lambda: status(second).get("assigned") and status(fourth).get("assigned"),
-         what="both workers assigned")
+    poll(lambda: status(second).get("ready") and status(fourth).get("ready"),
+         what="both workers ready")
     verify(pipeline, sc, exp, [second, fourth])
     record("3 workers: 2 join, 1 leaves, 1 killed, 1 joins", "2 joins, 1 leave, 1 kill",
            in_flight, lost, doubled)
