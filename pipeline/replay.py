@@ -56,13 +56,7 @@ async def replay(settings: Settings, say=print, from_log: bool = False) -> list[
             [f"{settings.app_id}-{t}-changelog" for t in TABLES]
         doomed = [t for t in doomed if t in existing]
         say(f"deleting {len(doomed)} derived topics and changelogs")
-        if doomed:
-            await admin.delete_topics(doomed)
-        deadline = time.monotonic() + 60
-        while set(doomed) & set(await admin.list_topics()):
-            if time.monotonic() > deadline:
-                raise ReplayRefused("the broker did not delete the topics within 60 s")
-            await asyncio.sleep(0.5)
+        await delete_topics(admin, doomed)
     finally:
         await admin.close()
     say("clearing the attribution history (space_count and its rollups), rebuilt by the recount")
@@ -72,18 +66,35 @@ async def replay(settings: Settings, say=print, from_log: bool = False) -> list[
         say(f"removing local table stores under {store}")
         shutil.rmtree(store)
     # Recreate the derived topics now: a worker must find them with the configured partitions.
-    for attempt in range(40):
-        try:
-            await ensure_topics(settings)
-            break
-        except Exception:
-            if attempt == 39:
-                raise
-            await asyncio.sleep(0.5)
+    await recreate_topics(settings)
     say("rewinding the consumer group to the first record of every topic")
     await rewind_group(settings)
     say("done: start `dpu worker` to recount from the first record")
     return doomed
+
+
+async def delete_topics(admin, names: list[str]) -> None:
+    """Delete topics and wait until the broker no longer lists them."""
+    if not names:
+        return
+    await admin.delete_topics(names)
+    deadline = time.monotonic() + 60
+    while set(names) & set(await admin.list_topics()):
+        if time.monotonic() > deadline:
+            raise ReplayRefused("the broker did not delete the topics within 60 s")
+        await asyncio.sleep(0.5)
+
+
+async def recreate_topics(settings: Settings) -> None:
+    """Create the missing pipeline topics, retrying while the broker finishes deletions."""
+    for attempt in range(40):
+        try:
+            await ensure_topics(settings)
+            return
+        except Exception:
+            if attempt == 39:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def rewind_group(settings: Settings) -> None:
@@ -158,22 +169,10 @@ async def republish_from_log(settings: Settings, say=print) -> int:
     try:
         if topic in set(await admin.list_topics()):
             say(f"deleting {topic} to publish it again from dpu_log")
-            await admin.delete_topics([topic])
-            deadline = time.monotonic() + 60
-            while topic in set(await admin.list_topics()):
-                if time.monotonic() > deadline:
-                    raise ReplayRefused("the broker did not delete the topic within 60 s")
-                await asyncio.sleep(0.5)
+            await delete_topics(admin, [topic])
     finally:
         await admin.close()
-    for attempt in range(40):  # the broker may still be finishing the deletion
-        try:
-            await ensure_topics(settings)
-            break
-        except Exception:
-            if attempt == 39:
-                raise
-            await asyncio.sleep(0.5)
+    await recreate_topics(settings)
     producer = await start_producer(settings)
     sent = 0
     try:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from pipeline.dev.worker_process import WorkerProcess
 from pipeline.files import read_events
 from pipeline.models import Placement, SpaceSign
 from pipeline.timeutil import parse_ts
+from pipeline.topics import admin_client
 from tests.integration.conftest import poll
 from tests.integration.test_end_to_end import FLOORPLAN, START
 
@@ -39,13 +41,18 @@ def settled(pipeline) -> dict:
     return poll(stable, timeout=60, what="a settled snapshot")
 
 
-def test_replay_rebuilds_identical_counts_and_tables(pipeline, sample_csv):
+def counted_sample(pipeline, sample_csv) -> dict:
+    """The sample with a late move and a reject, counted: the settled snapshot."""
     events, _ = read_events(str(sample_csv))
     late_move = Placement("283", parse_ts("2018-02-28T00:00:00Z"), (SpaceSign("C", 1),), "Y")
     pipeline.publish(FLOORPLAN + START + events + [late_move])
     pipeline.send_raw("dpu-events", [(b"283", b"garbage")])
     pipeline.wait()
-    before = settled(pipeline)
+    return settled(pipeline)
+
+
+def test_replay_rebuilds_identical_counts_and_tables(pipeline, sample_csv):
+    before = counted_sample(pipeline, sample_csv)
     assert before["realtime"]["C"] == -6 and before["dpu_rejects"] == 1
 
     refused = pipeline.cli("replay", check=False)
@@ -61,16 +68,7 @@ def test_replay_rebuilds_identical_counts_and_tables(pipeline, sample_csv):
 
 
 def test_replay_from_dpu_log_when_the_events_topic_lost_its_records(pipeline, sample_csv):
-    import asyncio
-
-    from pipeline.topics import admin_client
-
-    events, _ = read_events(str(sample_csv))
-    late_move = Placement("283", parse_ts("2018-02-28T00:00:00Z"), (SpaceSign("C", 1),), "Y")
-    pipeline.publish(FLOORPLAN + START + events + [late_move])
-    pipeline.send_raw("dpu-events", [(b"283", b"garbage")])
-    pipeline.wait()
-    before = settled(pipeline)
+    before = counted_sample(pipeline, sample_csv)
     pipeline.worker.stop()
 
     async def lose_the_events_topic() -> None:  # as retention or a broker loss would
