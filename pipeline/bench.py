@@ -180,6 +180,9 @@ def run_bench(base: Settings, quick: bool, say: Callable[[str], None]) -> dict[s
         lat = latency(settings, worker, f.spaces[0], f.placements[0].dpu_id, rate,
                       5 if quick else 20)
         say("rebuild: stop the worker, dpu replay, recount everything")
+        # The latency phase's records must be sunk first, or replay (rightly) refuses.
+        if not asyncio.run(wait_caught_up(settings, 600, poll_s=0.2)):
+            raise RuntimeError("the pipeline did not catch up after the latency phase")
         worker.stop()
         t = time.perf_counter()
         asyncio.run(replay(settings, say=lambda _: None))
