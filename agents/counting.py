@@ -132,7 +132,7 @@ def count_space_record(db: BatchStore, outbox: Outbox, event: EventT, now: int) 
 
 
 async def count_in_batches(stream, handle) -> None:
-    """Run ``handle`` on each event of each batch, then write the tables and send the outputs.
+    """Run ``handle`` on each event of each batch, then send the outputs and write the tables.
 
     Both happen before the batch is acknowledged, and Faust flushes its producer before it commits
     offsets: a batch's state and outputs are in Kafka before its offsets are. Within a batch the

@@ -14,9 +14,9 @@ log = logging.getLogger(__name__)
 def drop_store_after_crash(settings: Settings) -> bool:
     """Remove the local table stores unless the last worker on them stopped cleanly.
 
-    A killed worker leaves RocksDB holding writes of a batch whose Kafka transaction never
-    committed: newer than the changelogs, which hold only committed batches. The changelogs are
-    the truth, so the stores are rebuilt from them (Faust restores what is missing at start).
+    A killed worker can leave RocksDB holding writes whose changelog records never reached Kafka
+    (a batch cut short between its steps). The changelogs are the truth other workers restore
+    from, so this worker's stores are rebuilt from them too (Faust restores them at start).
     """
     store, clean = settings.state_dir / "worker", settings.state_dir / "worker.clean"
     dropped = False

@@ -45,7 +45,7 @@ FAULT_TABLE: list[dict] = []
 def pytest_terminal_summary(terminalreporter) -> None:
     if not FAULT_TABLE:
         return
-    cols = ("scenario", "faults", "events", "in_flight", "lost", "doubled")
+    cols = ("scenario", "faults", "events", "in_flight", "lost", "doubled", "all_equal")
     terminalreporter.section("fault table")
     terminalreporter.write_line(" | ".join(cols))
     for row in FAULT_TABLE:

@@ -91,9 +91,10 @@ def telemetry_rows(pipeline) -> int:
     return pipeline.sql("SELECT count(*) FROM dpu_telemetry")[0][0]
 
 
-def verify(pipeline, sc: scenarios.Scenario, exp: Expected,
-           workers: list[WorkerProcess]) -> tuple[int, int]:
-    """Everything equals the definition; returns (events lost, events doubled) by DPU totals."""
+def verify(pipeline, sc: scenarios.Scenario, exp: Expected, workers: list[WorkerProcess],
+           row: tuple[str, str, int] | None = None) -> None:
+    """Everything equals the definition. ``row`` (scenario, faults, records in flight) goes to
+    the fault table with the events lost and doubled by DPU totals, whatever the outcome."""
     pipeline.wait(timeout=180)
     lost = doubled = 0
     for i, worker in enumerate(workers):
@@ -110,6 +111,7 @@ def verify(pipeline, sc: scenarios.Scenario, exp: Expected,
             first = answers
         assert answers == first, f"worker {i} answers DPUs differently from worker 0"
         assert realtime(worker, sc) == exp.realtime, f"realtime counts from worker {i}"
+    entry = record(*row, lost, doubled) if row else {}
     assert (lost, doubled) == (0, 0), f"{lost} events lost, {doubled} doubled"
     assert pipeline.sql("SELECT count(*) FROM dpu_log")[0][0] == exp.log_rows
     assert telemetry_rows(pipeline) == exp.telemetry_rows
@@ -119,12 +121,15 @@ def verify(pipeline, sc: scenarios.Scenario, exp: Expected,
     poll(lambda: pipeline.redis_counts() == exp.realtime, timeout=30,
          what="the Redis mirror equal to the definition")
     pipeline.assert_history_matches(sc.events, sc.placements, sc.resets)
-    return lost, doubled
+    entry["all_equal"] = "yes"
 
 
-def record(name: str, faults: str, in_flight: int, lost: int, doubled: int) -> None:
-    FAULT_TABLE.append({"scenario": name, "faults": faults, "in_flight": in_flight,
-                        "events": N_EVENTS, "lost": lost, "doubled": doubled})
+def record(name: str, faults: str, in_flight: int, lost: int, doubled: int) -> dict:
+    """A fault-table row; ``all_equal`` turns "yes" once every comparison has passed."""
+    entry = {"scenario": name, "faults": faults, "in_flight": in_flight, "events": N_EVENTS,
+             "lost": lost, "doubled": doubled, "all_equal": "no"}
+    FAULT_TABLE.append(entry)
+    return entry
 
 
 def dev_service(cls: type[Service]) -> Service:
@@ -176,8 +181,8 @@ def test_kill_9_mid_batch_mid_flush_and_during_start_up(pipeline):
     pipeline.worker.kill()
     pipeline.restart().wait_ready(timeout=180)
 
-    lost, doubled = verify(pipeline, sc, exp, [pipeline.worker])
-    record("kill -9 (mid-batch, mid-flush, start-up)", "3 kills", in_flight, lost, doubled)
+    verify(pipeline, sc, exp, [pipeline.worker],
+           ("kill -9 (mid-batch, mid-flush, start-up)", "3 kills", in_flight))
 
 
 def test_local_state_deleted_is_restored_from_the_changelogs(pipeline):
@@ -189,8 +194,8 @@ def test_local_state_deleted_is_restored_from_the_changelogs(pipeline):
     shutil.rmtree(pipeline.settings.state_dir / "worker")
     pipeline.restart().wait_ready(timeout=180)
     pipeline.publish(sc.waves[2])  # counted on top of the restored state
-    lost, doubled = verify(pipeline, sc, exp, [pipeline.worker])
-    record("local table stores deleted", "1 stop + rm -rf state", 0, lost, doubled)
+    verify(pipeline, sc, exp, [pipeline.worker],
+           ("local table stores deleted", "1 stop + rm -rf state", 0))
 
 
 @KNOWN_LOSS
@@ -209,18 +214,17 @@ def test_workers_join_and_leave_and_every_worker_answers_right(pipeline):
     third.kill()  # and one more dies without leaving
     in_flight += uncommitted(second)
     pipeline.worker = second
-    lost, doubled = verify(pipeline, sc, exp, [second])
+    verify(pipeline, sc, exp, [second], ("3 workers: 2 join, 1 leaves, 1 killed, then 1 joins",
+                                         "2 joins, 1 leave, 1 kill, 1 join", in_flight))
     # A fresh worker joins the survivor: both answer every space and DPU (routed to the owner).
     fourth = pipeline.add_worker("w4")
     fourth.wait_ready(timeout=180)
     poll(lambda: status(second).get("ready") and status(fourth).get("ready"),
          what="both workers ready")
     verify(pipeline, sc, exp, [second, fourth])
-    record("3 workers: 2 join, 1 leaves, 1 killed, 1 joins", "2 joins, 1 leave, 1 kill",
-           in_flight, lost, doubled)
 
 
-def outage(pipeline, cls: type[Service], seed: int) -> tuple[int, int, int]:
+def outage(pipeline, cls: type[Service], seed: int, name: str) -> None:
     """Stop ``cls`` for OUTAGE_S while the second half of a scenario arrives; verify after."""
     service = dev_service(cls)
     sc, exp = scenario(seed)
@@ -241,18 +245,15 @@ def outage(pipeline, cls: type[Service], seed: int) -> tuple[int, int, int]:
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - started)))  # the outage's length
     finally:
         service.start()
-    lost, doubled = verify(pipeline, sc, exp, [pipeline.worker])
-    return in_flight, lost, doubled
+    verify(pipeline, sc, exp, [pipeline.worker], (name, "1 outage", in_flight))
 
 
 def test_postgres_down_for_30_s(pipeline):
-    in_flight, lost, doubled = outage(pipeline, Postgres, seed=44)
-    record(f"PostgreSQL stopped {OUTAGE_S} s", "1 outage", in_flight, lost, doubled)
+    outage(pipeline, Postgres, seed=44, name=f"PostgreSQL stopped {OUTAGE_S} s")
 
 
 def test_redis_down_for_30_s_and_back_empty(pipeline):
-    in_flight, lost, doubled = outage(pipeline, Redis, seed=45)
-    record(f"Redis stopped {OUTAGE_S} s (restarts empty)", "1 outage", in_flight, lost, doubled)
+    outage(pipeline, Redis, seed=45, name=f"Redis stopped {OUTAGE_S} s (restarts empty)")
 
 
 def test_broker_restart_mid_stream(pipeline):
@@ -269,5 +270,5 @@ def test_broker_restart_mid_stream(pipeline):
     finally:
         kafka.start()
     pipeline.publish(sc.waves[2])
-    lost, doubled = verify(pipeline, sc, exp, [pipeline.worker])
-    record("Kafka broker restarted mid-stream", "1 restart", in_flight, lost, doubled)
+    verify(pipeline, sc, exp, [pipeline.worker],
+           ("Kafka broker restarted mid-stream", "1 restart", in_flight))
