@@ -5,9 +5,9 @@ for sink agents, written. So the pipeline is caught up when, on every partition 
 topic, the committed offset has reached the end; this must hold on two consecutive looks, since a
 record just processed may still be on its way to the next topic.
 
-Workers write in Kafka transactions, whose commit markers take an offset each but are no record:
-a small gap between the committed offset and the end is read through to see whether any record
-is really there.
+A producer that writes in Kafka transactions leaves commit markers that take an offset each but
+are no record: a small gap between the committed offset and the end is read through to see
+whether any record is really there.
 """
 
 from __future__ import annotations
