@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from pipeline.app import app, cfg
-from sinks.redis_mirror import RedisMirror
+from sinks.redis_mirror import RedisMirror, dpu_change, space_change
 from tables.dpu_state import DpuState
 from tables.faust_tables import dpus, items, spaces
 from tables.space_state import SpaceState
@@ -21,15 +21,6 @@ resync = RedisMirror(cfg.redis_url, cfg.redis_prefix)
 """A mirror of its own: the sink agents' buffers are never flushed from two places."""
 
 
-def space_payload(state: SpaceState) -> dict:
-    return {"space_id": state.space_id, "count": state.count, "updated_at": state.updated_at}
-
-
-def dpu_payload(state: DpuState) -> dict:
-    return {"dpu_id": state.dpu_id, "ins": state.ins, "outs": state.outs, "net": state.net,
-            "last_event_ts": state.last_event_at}
-
-
 @app.timer(interval=2.0, name="mirror-resync")
 async def resync_mirror() -> None:
     run_id = await resync.server_run_id()
@@ -37,9 +28,11 @@ async def resync_mirror() -> None:
         return
     # Tables iterate the partitions this worker owns (actives), so each worker writes its own.
     for space_id, value in items(spaces):
-        resync.add(("space", space_id, space_payload(SpaceState.from_value(space_id, value))))
+        space = SpaceState.from_value(space_id, value)
+        resync.add(space_change(space_id, space.count, space.updated_at))
     for dpu_id, value in items(dpus):
-        resync.add(("dpu", dpu_id, dpu_payload(DpuState.from_value(dpu_id, value))))
+        dpu = DpuState.from_value(dpu_id, value)
+        resync.add(dpu_change(dpu_id, dpu.ins, dpu.outs, dpu.last_event_at))
     rows = resync.stats.pending
     await resync.flush()
     resync.synced_run_id = run_id

@@ -19,7 +19,7 @@ from pipeline.models import DailyReset, Placement, Reject, Reset, parse_placemen
 from pipeline.timeutil import from_us
 from sinks.base import BatchingSink
 from sinks.postgres import CopyMerge, PostgresSink
-from sinks.redis_mirror import RedisMirror
+from sinks.redis_mirror import RedisMirror, dpu_change, space_change
 
 _RAW = dict(key_serializer="raw", value_serializer="raw")
 events_log = app.topic(cfg.topic(topics.EVENTS), **_RAW)
@@ -164,8 +164,7 @@ async def sink_telemetry(stream):
             t["dpu"], from_us(t["ts"]), t["dir"], t["eid"], t["ins"], t["outs"], net, t["door"],
             from_us(t["pat"]) if t["pat"] is not None else None, orjson.dumps(t["sp"]).decode(),
             t["src"][0], t["src"][1], from_us(t["kts"]))))
-        dpu_mirror.add(("dpu", t["dpu"], {"dpu_id": t["dpu"], "ins": t["ins"], "outs": t["outs"],
-                                          "net": net, "last_event_ts": t["ts"]}))
+        dpu_mirror.add(dpu_change(t["dpu"], t["ins"], t["outs"], t["ts"]))
     await drain(stream, [telemetry_sink, dpu_mirror], add)
 
 
@@ -183,8 +182,7 @@ async def sink_space_counts(stream):
                 c["counted"], code, partition, offset, seq)))
         else:
             space_count_sink.add(("space", (c["space"],)))
-        space_mirror.add(("space", c["space"], {"space_id": c["space"], "count": c["count"],
-                                                "updated_at": c["at"]}))
+        space_mirror.add(space_change(c["space"], c["count"], c["at"]))
     await drain(stream, [space_count_sink, space_mirror], add)
 
 

@@ -17,6 +17,17 @@ Change = tuple[str, str, dict]
 """(``"space"`` or ``"dpu"``, id, the JSON-able state)."""
 
 
+def space_change(space_id: str, count: int, updated_at: int | None) -> Change:
+    """What the mirror keeps of a space."""
+    return "space", space_id, {"space_id": space_id, "count": count, "updated_at": updated_at}
+
+
+def dpu_change(dpu_id: str, ins: int, outs: int, last_event_ts: int | None) -> Change:
+    """What the mirror keeps of a DPU."""
+    return "dpu", dpu_id, {"dpu_id": dpu_id, "ins": ins, "outs": outs, "net": ins - outs,
+                           "last_event_ts": last_event_ts}
+
+
 class RedisMirror(BatchingSink[Change]):
     name = "redis"
 
