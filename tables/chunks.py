@@ -42,7 +42,9 @@ def read(db: Store, table: str, base: str, length: int) -> list[Any]:
     out: list[Any] = []
     for chunk in range((length + CHUNK - 1) // CHUNK):
         out.extend(db.load(table, _key(base, chunk)) or ())
-    return out
+    # The last chunk may hold items past ``length``, of a batch whose state was never written:
+    # they were not counted, and must not be taken for counted ones.
+    return out[:length]
 
 
 def drop(db: Store, table: str, base: str, length: int) -> None:

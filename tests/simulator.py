@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
 
@@ -42,6 +43,9 @@ class Simulation:
     skip: float = 0.0
     """Chance that an input or delta is skipped and delivered only later, after records that
     followed it (what a consumer that drops a record and reads it again does)."""
+    lose_state: float = 0.0
+    """Chance that a record's state write is lost after its outputs and log entries were
+    written (a kill between the steps of a batch); the record is then read again."""
     db: DictStore = field(default_factory=DictStore)
     history: dict[tuple, dict[str, Any]] = field(default_factory=dict)
     """Space-count records by source, first copy kept: what the space_count sink writes."""
@@ -64,7 +68,10 @@ class Simulation:
                 if deltas and self.rng.random() < self.skip:
                     deltas.insert(self.rng.randrange(len(deltas)) + 1, (space_id, value))
                     continue
-                self._collect(counting.on_delta(self.db, space_id, value, now))
+                with self._maybe_lost("spaces", space_id) as lost:
+                    self._collect(counting.on_delta(self.db, space_id, value, now))
+                if lost:
+                    self._collect(counting.on_delta(self.db, space_id, value, now))
                 continue
             if again and (choice < 0.6 or not inputs):
                 record, src, first_time = again.pop(self.rng.randrange(len(again)))
@@ -78,19 +85,46 @@ class Simulation:
                     again.append((record, src, False))
             if first_time:
                 self.order.append(record)
-            if isinstance(record, DpuEvent):
-                outcome = counting.on_event(self.db, record, src)
-            elif isinstance(record, Placement):
-                outcome = counting.on_placement(self.db, record, src)
-                self.placements[(record.dpu_id, record.installed_at)] = record
+            state = ("spaces", record.space_id) if isinstance(record, Reset) else (
+                "dpus", record.dpu_id)
+            with self._maybe_lost(*state) as lost:
+                outcome = self._apply(record, src, now)
+            self._emit(outcome, deltas)
+            if lost:
+                # A restart reads the record again before the records after it on its topic.
+                # (Read again after a record of another topic of its DPU, it may be attributed
+                # differently than its outputs already sent were: a known limit, see README.)
+                self._emit(self._apply(record, src, now), deltas)
+
+    def _apply(self, record, src: counting.Source, now: int) -> counting.Outcome:
+        if isinstance(record, DpuEvent):
+            return counting.on_event(self.db, record, src)
+        if isinstance(record, Placement):
+            self.placements[(record.dpu_id, record.installed_at)] = record
+            return counting.on_placement(self.db, record, src)
+        self.resets[(record.space_id, record.at)] = record  # as the sink: every delivery
+        return counting.on_reset(self.db, record, src, now)
+
+    def _emit(self, outcome: counting.Outcome, deltas: deque) -> None:
+        for out in outcome.out:
+            if out.topic == counting.DELTAS:
+                # A space's deltas keep their order, like records of one Kafka partition.
+                deltas.append((out.key, orjson.loads(orjson.dumps(out.value))))
+        self._collect(outcome)
+
+    @contextmanager
+    def _maybe_lost(self, table: str, key: str) -> Iterator[list]:
+        """Undo the state write of the block (its outputs and log writes stay) by chance;
+        the yielded list is true when it was undone."""
+        lost: list = []
+        before = self.db.tables.get(table, {}).get(key)
+        yield lost
+        if self.rng.random() < self.lose_state:
+            lost.append(True)
+            if before is None:
+                self.db.tables.get(table, {}).pop(key, None)
             else:
-                outcome = counting.on_reset(self.db, record, src, now)
-                self.resets[(record.space_id, record.at)] = record  # as the sink: every delivery
-            for out in outcome.out:
-                if out.topic == counting.DELTAS:
-                    # A space's deltas keep their order, like records of one Kafka partition.
-                    deltas.append((out.key, orjson.loads(orjson.dumps(out.value))))
-            self._collect(outcome)
+                self.db.tables[table][key] = before
 
     def _collect(self, outcome: counting.Outcome) -> None:
         for out in outcome.out:
