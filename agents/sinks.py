@@ -83,16 +83,24 @@ rejects_sink = PostgresSink("dpu_rejects", cfg.database_url, {
               "raw, kafka_ts) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
 })
 
+_KEPT = ("EXISTS (SELECT 1 FROM dpu_placements WHERE dpu_id = %s AND installed_at = %s "
+         "AND source_offset = %s)")
+"""The placement record written is the one kept for its instant."""
+
 placements_sink = PostgresSink("dpu_location", cfg.database_url, {
     **REGISTER,
+    # Of two placements of a DPU for one instant, the later record on the topic wins (as in the
+    # tables), whatever order they are written in: the rows follow the placement kept.
     "placement": "INSERT INTO dpu_placements (dpu_id, installed_at, doorway_id, spaces, "
                  "source_partition, source_offset) VALUES (%s, %s, %s, %s, %s, %s) "
                  "ON CONFLICT (dpu_id, installed_at) DO UPDATE SET doorway_id = "
                  "excluded.doorway_id, spaces = excluded.spaces, source_partition = "
-                 "excluded.source_partition, source_offset = excluded.source_offset",
-    "clear": "DELETE FROM dpu_location WHERE dpu_id = %s AND installed = %s",
+                 "excluded.source_partition, source_offset = excluded.source_offset "
+                 "WHERE dpu_placements.source_offset <= excluded.source_offset",
+    "clear": f"DELETE FROM dpu_location WHERE dpu_id = %s AND installed = %s AND {_KEPT}",
     "location": "INSERT INTO dpu_location (dpu_id, space_id, doorway_id, installed, direction) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (dpu_id, installed, space_id) "
+                f"SELECT %s, %s, %s, %s, %s WHERE {_KEPT} "
+                "ON CONFLICT (dpu_id, installed, space_id) "
                 "DO UPDATE SET doorway_id = excluded.doorway_id, direction = excluded.direction",
     # `until` and `current` follow from the DPU's whole history, whatever order it arrived in.
     "refresh": "UPDATE dpu_location l SET \"until\" = n.next_at, \"current\" = n.next_at IS NULL "
@@ -208,10 +216,12 @@ def add_placement(event: EventT, p: Placement) -> None:
     placements_sink.add(("placement", (p.dpu_id, at, p.doorway_id,
                                        orjson.dumps(p.to_json()["spaces"]).decode(),
                                        m.partition, m.offset)))
-    placements_sink.add(("clear", (p.dpu_id, at)))
+    kept = (p.dpu_id, at, m.offset)
+    placements_sink.add(("clear", (p.dpu_id, at, *kept)))
     for s in p.spaces:
         placements_sink.add(("space", (s.space_id,)))
-        placements_sink.add(("location", (p.dpu_id, s.space_id, p.doorway_id, at, s.direction)))
+        placements_sink.add(("location", (p.dpu_id, s.space_id, p.doorway_id, at, s.direction,
+                                          *kept)))
     placements_sink.add(("refresh", (p.dpu_id, p.dpu_id)))
 
 

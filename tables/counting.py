@@ -122,9 +122,10 @@ def on_placement(db: Store, p: Placement, src: Source) -> Outcome:
     # A space is known once a placement names it: make sure its count exists.
     out = [Out(DELTAS, s.space_id, {"k": "known", "src": ["p", src.partition, src.offset, i]})
            for i, s in enumerate(p.spaces)]
-    if state.maybe_applied(source, src.offset) and state.placements.holds(p):
+    if state.maybe_applied(source, src.offset) and (
+            state.placements.holds(p) or state.placements.superseded(p, src.offset)):
         return Outcome(out, redelivered=True)
-    start, end, before = state.placements.add(p)
+    start, end, before = state.placements.add(p, src.offset)
     state.mark_applied(source, src.offset)
     db.store("dpus", p.dpu_id, state.to_value())
     crossings = [(ts, int(d > 0), int(d < 0)) for day, n in state.days_between(start, end)

@@ -23,14 +23,17 @@ class PlacementHistory:
     """``installed_at`` of each placement, ascending, no repeats."""
     entries: list[Placement] = field(default_factory=list)
     """The placements, parallel to ``starts``."""
+    offsets: list[int] = field(default_factory=list)
+    """Source offset of each placement, parallel to ``starts`` (-1: not recorded)."""
 
     def valid_at(self, ts: int) -> Placement | None:
         """The placement in force at ``ts``, or None before the first one."""
         i = bisect_right(self.starts, ts)
         return self.entries[i - 1] if i else None
 
-    def add(self, placement: Placement) -> tuple[int, int | None, Placement | None]:
-        """Insert or replace (same ``installed_at``) a placement.
+    def add(self, placement: Placement, offset: int = -1
+            ) -> tuple[int, int | None, Placement | None]:
+        """Insert or replace (same ``installed_at``) a placement read at source ``offset``.
 
         Returns the interval ``[start, end)`` it now governs (``end`` None: open) and the
         placement that governed that interval before, so late placements can re-attribute.
@@ -40,11 +43,13 @@ class PlacementHistory:
         if i and self.starts[i - 1] == start:
             previous = self.entries[i - 1]
             self.entries[i - 1] = placement
+            self.offsets[i - 1] = offset
             end = self.starts[i] if i < len(self.starts) else None
             return start, end, previous
         previous = self.entries[i - 1] if i else None
         self.starts.insert(i, start)
         self.entries.insert(i, placement)
+        self.offsets.insert(i, offset)
         end = self.starts[i + 1] if i + 1 < len(self.starts) else None
         return start, end, previous
 
@@ -54,19 +59,31 @@ class PlacementHistory:
         return bool(i) and self.starts[i - 1] == placement.installed_at and \
             self.entries[i - 1] == placement
 
+    def superseded(self, placement: Placement, offset: int) -> bool:
+        """Whether a placement read after ``offset`` already holds the same instant.
+
+        Two placements of a DPU for one instant: the one recorded later on the topic wins,
+        whatever order they are processed in (a record read again after a later one must not
+        take its place back).
+        """
+        i = bisect_right(self.starts, placement.installed_at)
+        return bool(i) and self.starts[i - 1] == placement.installed_at and \
+            self.offsets[i - 1] > offset
+
     @property
     def current(self) -> Placement | None:
         return self.entries[-1] if self.entries else None
 
     def to_value(self) -> list[Any]:
-        return [[p.installed_at, p.doorway_id, [[s.space_id, s.direction] for s in p.spaces]]
-                for p in self.entries]
+        return [[p.installed_at, p.doorway_id, [[s.space_id, s.direction] for s in p.spaces],
+                 offset] for p, offset in zip(self.entries, self.offsets)]
 
     @classmethod
     def from_value(cls, dpu_id: str, value: list[Any]) -> "PlacementHistory":
         entries = [Placement(dpu_id, at, tuple(SpaceSign(s, d) for s, d in spaces), door)
-                   for at, door, spaces in value]
-        return cls([p.installed_at for p in entries], entries)
+                   for at, door, spaces, *_ in value]
+        offsets = [item[3] if len(item) > 3 else -1 for item in value]  # older values: none
+        return cls([p.installed_at for p in entries], entries, offsets)
 
 
 @dataclass

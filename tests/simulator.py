@@ -54,7 +54,9 @@ class Simulation:
     resets: dict[tuple[str, int], Reset] = field(default_factory=dict)
     """Resets by (space, instant): the last one processed wins, as in the sink's upsert."""
     placements: dict[tuple[str, int], Placement] = field(default_factory=dict)
-    """Placements by (DPU, instant): the last one processed wins, as in the tables and sink."""
+    """Placements by (DPU, instant): the one latest on the topic wins, as in the tables and
+    sink."""
+    _placement_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def run(self, records: list[DpuEvent | Placement | Reset]) -> None:
         inputs = deque((r, counting.Source(0, i, 0)) for i, r in enumerate(records))
@@ -100,7 +102,11 @@ class Simulation:
         if isinstance(record, DpuEvent):
             return counting.on_event(self.db, record, src)
         if isinstance(record, Placement):
-            self.placements[(record.dpu_id, record.installed_at)] = record
+            # Of two placements for one instant, the later record on the topic wins.
+            key = (record.dpu_id, record.installed_at)
+            if self._placement_offsets.get(key, -1) <= src.offset:
+                self._placement_offsets[key] = src.offset
+                self.placements[key] = record
             return counting.on_placement(self.db, record, src)
         self.resets[(record.space_id, record.at)] = record  # as the sink: every delivery
         return counting.on_reset(self.db, record, src, now)

@@ -202,3 +202,18 @@ def test_chunked_lists_read_only_their_length():
     assert chunks.read(db, "t", "k", 1) == [0]
     assert chunks.read(db, "t", "k", chunks.CHUNK + 1) == list(range(chunks.CHUNK + 1))
 
+
+def test_of_two_placements_for_one_instant_the_later_record_wins_in_any_order():
+    from pipeline.models import DpuEvent, Placement, SpaceSign
+    from tables import counting
+    from tests.simulator import DictStore
+
+    db = DictStore()
+    a = Placement("d", 0, (SpaceSign("A", 1),), "x")
+    b = Placement("d", 0, (SpaceSign("B", 1),), "y")
+    counting.on_placement(db, a, counting.Source(0, 1))
+    counting.on_placement(db, b, counting.Source(0, 2))
+    again = counting.on_placement(db, a, counting.Source(0, 1))  # read again after b
+    assert again.redelivered
+    out = counting.on_event(db, DpuEvent("d", 5, 1, None), counting.Source(0, 3))
+    assert [o.key for o in out.out if o.topic == counting.DELTAS] == ["B"]
