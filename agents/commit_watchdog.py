@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.sinks import SINKS
 from pipeline import topics
 from pipeline.app import app, cfg
-from pipeline.faust_fixes import stalled_partitions
+from pipeline.faust_fixes import record_gap, stalled_partitions, suspected_gaps
+from pipeline.kafka_auth import client_options
 from pipeline.metrics import metrics
+from pipeline.progress import MARKER_SCAN
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +60,59 @@ def standing_still(consumer) -> list:
         ticks = ticks + 1 if last == committed else 0
         seen[tp] = (committed, ticks)
         if ticks >= STILL_TICKS:
-            out.append((tp, committed))
+            out.append((tp, committed, high))
             seen[tp] = (committed, 0)
     watch.still = seen
     return out
+
+
+async def offsets_in(ranges: dict) -> dict:
+    """Offsets of the committed records in ``[start, end)`` per partition (a consumer of its
+    own, read_committed: transaction markers and aborted records are no records)."""
+    consumer = AIOKafkaConsumer(**client_options(cfg), isolation_level="read_committed",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = {TopicPartition(tp.topic, tp.partition): tp for tp in ranges}
+        consumer.assign(list(tps))
+        for atp, tp in tps.items():
+            consumer.seek(atp, ranges[tp][0])
+        found: dict = {tp: set() for tp in ranges}
+        pending, deadline = set(tps), time.monotonic() + 5
+        while pending and time.monotonic() < deadline:
+            for atp, messages in (await consumer.getmany(*pending, timeout_ms=200)).items():
+                start, end = ranges[tps[atp]]
+                found[tps[atp]].update(m.offset for m in messages if start <= m.offset < end)
+            for atp in list(pending):
+                if await consumer.position(atp) >= ranges[tps[atp]][1]:
+                    pending.discard(atp)
+        for atp in pending:  # not read through in time: take every offset for a record
+            found[tps[atp]] = set(range(*ranges[tps[atp]]))
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def check_suspected_gaps(consumer) -> None:
+    """Record as gaps the jumped-over offsets that hold no record (see ``faust_fixes``)."""
+    suspected = suspected_gaps(consumer)
+    assigned = consumer.assignment()
+    ranges = {}
+    for tp in list(suspected):
+        committed = consumer._committed_offset.get(tp)
+        gaps = [(a, b) for a, b in suspected.pop(tp)
+                if tp in assigned and (committed is None or b > committed)]
+        if gaps:
+            ranges[tp] = (min(a for a, _ in gaps), max(b for _, b in gaps), gaps)
+    if not ranges:
+        return
+    found = await offsets_in({tp: span[:2] for tp, span in ranges.items()})
+    for tp, (_, _, gaps) in ranges.items():
+        for start, end in gaps:
+            if not any(start <= offset < end for offset in found[tp]):
+                record_gap(consumer, tp, start, end)
+            # Records there were skipped: the head of the partition waits for them, and
+            # the stall below reads the partition again.
 
 
 @app.timer(interval=5.0, name="commit-watchdog")
@@ -66,12 +120,24 @@ async def commit_watchdog() -> None:
     consumer = app.consumer
     if app.rebalancing:
         return
-    stalled = stalled_partitions(consumer)
-    again = {tp: committed for tp, (committed, low) in stalled.items()
-             if watch.gaps.get(tp) == (committed, low)}
-    watch.gaps = stalled
-    again.update({tp: committed for tp, committed in standing_still(consumer)})
-    for tp, committed in again.items():
-        log.warning("commits of %s stalled at %d: reading it again from there", tp, committed)
+    try:
+        await check_suspected_gaps(consumer)
+        stalled = stalled_partitions(consumer)
+        ranges = {tp: (committed, low) for tp, (committed, low) in stalled.items()
+                  if watch.gaps.get(tp) == (committed, low)}
+        watch.gaps = stalled
+        for tp, committed, high in standing_still(consumer):
+            ranges.setdefault(tp, (committed, min(high, committed + MARKER_SCAN)))
+        found = await offsets_in(ranges) if ranges else {}
+    except Exception as exc:  # the broker away: the next tick looks again
+        log.warning("commit watchdog: %s", exc)
+        return
+    for tp, offsets in found.items():
+        start, end = ranges[tp]
+        if not offsets:  # transaction markers only: nothing to read again
+            if tp in stalled:
+                record_gap(consumer, tp, start, end)
+            continue
+        log.warning("commits of %s stalled at %d: reading it again from there", tp, start)
         metrics.inc("commit_stalls")
-        await consumer.seek(tp, committed)
+        await consumer.seek(tp, start)

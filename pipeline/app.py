@@ -2,12 +2,18 @@
 
 import faust
 
-from pipeline.faust_fixes import keep_newer_committed_offsets
+from pipeline.faust_fixes import (commit_only_past_acknowledged_heads, flush_until_sent,
+                                  ignore_acks_from_earlier_generations,
+                                  keep_newer_committed_offsets, no_gaps_from_fetch_jumps)
 from pipeline.kafka_auth import faust_credentials
 from pipeline.settings import settings
 
 cfg = settings()
 keep_newer_committed_offsets()
+flush_until_sent()
+commit_only_past_acknowledged_heads()
+no_gaps_from_fetch_jumps()
+ignore_acks_from_earlier_generations()
 
 app = faust.App(
     cfg.app_id,

@@ -180,3 +180,40 @@ def test_daily_reset_falls_due_on_the_wall_clock_and_is_an_ordinary_reset(pipeli
     assert pipeline.get(f"/spaces/A/count?at={iso(at)}")[1]["count"] == 7
     assert pipeline.sql("SELECT local_time::text, tz FROM space_daily_resets") == \
         [(wall.strftime("%H:%M:%S"), "UTC")]
+
+
+def test_events_from_a_transactional_producer_are_counted_and_committed(pipeline):
+    """A transactional producer leaves a commit marker after each transaction: an offset with
+    no record. The worker must commit past the markers (it reads them through), while never
+    taking the offsets of records it skipped for markers."""
+    import asyncio
+
+    import orjson
+    from aiokafka import AIOKafkaProducer
+
+    from pipeline.kafka_auth import client_options
+
+    pipeline.publish(FLOORPLAN + START)
+    pipeline.wait()
+    t0 = parse_ts("2018-02-24T09:00:00Z")
+    events = [DpuEvent("283", t0 + i * 1_000_000, 1, None) for i in range(60)]
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(**client_options(pipeline.settings),
+                                    transactional_id=f"{pipeline.schema}-tx")
+        await producer.start()
+        try:
+            topic = pipeline.settings.topic("dpu-events")
+            for i, e in enumerate(events):
+                if i < 30 or i == 30:  # 30 transactions of one record, then one of 30
+                    await producer.begin_transaction()
+                await producer.send(topic, orjson.dumps(e.to_json()), key=b"283")
+                if i < 30 or i == len(events) - 1:
+                    await producer.commit_transaction()
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    pipeline.wait(timeout=120)
+    assert pipeline.count("A") == 20 + 60
+    assert pipeline.sql("SELECT count(*) FROM dpu_telemetry")[0][0] == 60
