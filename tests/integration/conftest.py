@@ -229,6 +229,8 @@ def pipeline(base_settings: Settings, tmp_path, request) -> Pipeline:
     yield pipe
     for w in [pipe.worker, *pipe.others]:
         w.stop()
+    if os.environ.get("DPU_TEST_KEEP"):
+        return  # left for a post-mortem: schema and topic prefix are the run id in the logs
     with psycopg.connect(base_settings.database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(run)))
     asyncio.run(delete_topics(settings, run))

@@ -146,15 +146,6 @@ def publish_all(pipeline, sc: scenarios.Scenario) -> None:
         pipeline.publish(wave)
 
 
-KNOWN_LOSS = pytest.mark.xfail(strict=False, reason=(
-    "open defect (#4): on the CI machine this scenario has lost events (23 of 4,000 after three "
-    "kills) or left a space off by one after rebalances, while it passes on repeated local runs; "
-    "the runs show Faust commit stalls that the watchdog repairs by reading again, and the loss "
-    "is not explained yet"))
-"""Scenarios that still fail sometimes; they run and report, and do not block CI."""
-
-
-@KNOWN_LOSS
 @pytest.mark.settings(session_timeout_s=6)
 def test_kill_9_mid_batch_mid_flush_and_during_start_up(pipeline):
     sc, exp = scenario(seed=41)
@@ -198,7 +189,6 @@ def test_local_state_deleted_is_restored_from_the_changelogs(pipeline):
            ("local table stores deleted", "1 stop + rm -rf state", 0))
 
 
-@KNOWN_LOSS
 @pytest.mark.settings(session_timeout_s=6)
 def test_workers_join_and_leave_and_every_worker_answers_right(pipeline):
     sc, exp = scenario(seed=43)
