@@ -62,21 +62,29 @@ MARKER_SCAN = 500
 async def records_between(consumer: AIOKafkaConsumer,
                           gaps: dict[TopicPartition, tuple[int, int]]) -> dict[TopicPartition, int]:
     """Committed records in ``[start, end)`` per partition (markers and aborted records skipped)."""
+    return {tp: len(offsets) for tp, offsets in (await offsets_between(consumer, gaps)).items()}
+
+
+async def offsets_between(consumer: AIOKafkaConsumer, gaps: dict[TopicPartition, tuple[int, int]],
+                          timeout_s: float = 5) -> dict[TopicPartition, set[int]]:
+    """Offsets of the records in ``[start, end)`` per partition, read with ``consumer`` (which
+    should read committed data only). A range not read through in time counts as all records."""
     consumer.assign(list(gaps))
     for tp, (start, _) in gaps.items():
         consumer.seek(tp, start)
-    found = {tp: 0 for tp in gaps}
+    found: dict[TopicPartition, set[int]] = {tp: set() for tp in gaps}
     pending = set(gaps)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + timeout_s
     while pending and time.monotonic() < deadline:
         batches = await consumer.getmany(*pending, timeout_ms=200)
         for tp, messages in batches.items():
-            found[tp] += sum(1 for m in messages if m.offset < gaps[tp][1])
+            start, end = gaps[tp]
+            found[tp].update(m.offset for m in messages if start <= m.offset < end)
         for tp in list(pending):
             if await consumer.position(tp) >= gaps[tp][1]:
                 pending.discard(tp)
-    for tp in pending:  # could not read through in time: count the gap as records
-        found[tp] = gaps[tp][1] - gaps[tp][0]
+    for tp in pending:
+        found[tp] = set(range(*gaps[tp]))
     return found
 
 
