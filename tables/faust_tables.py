@@ -69,17 +69,17 @@ class BatchStore:
         self.store(table, key, None)
 
     async def flush(self) -> None:
-        """Write the changed keys: the logs first, then the states that say what was applied.
+        """Write the changed keys: the logs, then the states that say what was applied.
 
-        Each step waits for Kafka to acknowledge it. A worker killed in between leaves a state
-        that has not applied the batch (its records come again and rewrite the same log slots)
-        or one whose logs are all there: never a state marking records applied whose log
-        entries or outputs were lost.
+        The logs (and whatever the batch sent before) are acknowledged by Kafka before any state
+        is written. A worker killed in between leaves a state that has not applied the batch
+        (its records come again and rewrite the same log slots) or one whose logs and outputs
+        are all there: never a state marking records applied whose log entries or outputs were
+        lost. The states are flushed with the next batch or before Faust commits offsets.
         """
-        for tables in (LOGS, STATES):
-            wrote = False
+        for phase in (LOGS, STATES):
             for (table, key), event in self._dirty.items():
-                if table not in tables:
+                if table not in phase:
                     continue
                 value = self._values[(table, key)]
                 with processing(event):
@@ -87,8 +87,7 @@ class BatchStore:
                         TABLES[table].pop(key.encode(), None)
                     else:
                         TABLES[table][key.encode()] = orjson.dumps(value)
-                wrote = True
-            if wrote:
+            if phase is LOGS:
                 await app.producer.flush()
         self._values.clear()
         self._dirty.clear()
