@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable
 
 import orjson
 
@@ -70,10 +69,9 @@ class Simulation:
                 if deltas and self.rng.random() < self.skip:
                     deltas.insert(self.rng.randrange(len(deltas)) + 1, (space_id, value))
                     continue
-                with self._maybe_lost("spaces", space_id) as lost:
-                    self._collect(counting.on_delta(self.db, space_id, value, now))
-                if lost:
-                    self._collect(counting.on_delta(self.db, space_id, value, now))
+                for outcome in self._maybe_twice("spaces", space_id, lambda: counting.on_delta(
+                        self.db, space_id, value, now)):
+                    self._collect(outcome)
                 continue
             if again and (choice < 0.6 or not inputs):
                 record, src, first_time = again.pop(self.rng.randrange(len(again)))
@@ -89,14 +87,8 @@ class Simulation:
                 self.order.append(record)
             state = ("spaces", record.space_id) if isinstance(record, Reset) else (
                 "dpus", record.dpu_id)
-            with self._maybe_lost(*state) as lost:
-                outcome = self._apply(record, src, now)
-            self._emit(outcome, deltas)
-            if lost:
-                # A restart reads the record again before the records after it on its topic.
-                # (Read again after a record of another topic of its DPU, it may be attributed
-                # differently than its outputs already sent were: a known limit, see README.)
-                self._emit(self._apply(record, src, now), deltas)
+            for outcome in self._maybe_twice(*state, lambda: self._apply(record, src, now)):
+                self._emit(outcome, deltas)
 
     def _apply(self, record, src: counting.Source, now: int) -> counting.Outcome:
         if isinstance(record, DpuEvent):
@@ -118,19 +110,21 @@ class Simulation:
                 deltas.append((out.key, orjson.loads(orjson.dumps(out.value))))
         self._collect(outcome)
 
-    @contextmanager
-    def _maybe_lost(self, table: str, key: str) -> Iterator[list]:
-        """Undo the state write of the block (its outputs and log writes stay) by chance;
-        the yielded list is true when it was undone."""
-        lost: list = []
+    def _maybe_twice(self, table: str, key: str,
+                     apply: Callable[[], counting.Outcome]) -> list[counting.Outcome]:
+        """Apply a record; by chance lose its state write (its outputs and log writes stay) and
+        apply it again, as a restart reads it again before the records after it on its topic.
+        (Read again after a record of another topic of its DPU, it may be attributed differently
+        than its outputs already sent were: a known limit, see README.)"""
         before = self.db.tables.get(table, {}).get(key)
-        yield lost
+        outcomes = [apply()]
         if self.rng.random() < self.lose_state:
-            lost.append(True)
             if before is None:
                 self.db.tables.get(table, {}).pop(key, None)
             else:
                 self.db.tables[table][key] = before
+            outcomes.append(apply())
+        return outcomes
 
     def _collect(self, outcome: counting.Outcome) -> None:
         for out in outcome.out:
