@@ -55,8 +55,9 @@ def test_realtime_and_history_equal_the_reference(evs, pls, rss, dailies, seed, 
     sim = Simulation(rng, skip=0.1, lose_state=0.05)
     sim.run(records)
     records = sim.order  # skipped records were processed later: that is their arrival order
-    # Placements of one DPU (resets of one space) at the same instant: the one processed last
-    # wins, redeliveries included, in the tables as in the sinks; the reference sees that one.
+    # Placements of one DPU at the same instant: the later record on the topic wins; resets of
+    # one space at the same instant: the one processed last, redeliveries included. So in the
+    # tables as in the sinks; the reference sees those.
     effective_pls = list(sim.placements.values())
     effective_rss = list(sim.resets.values())
     # Events are counted in arrival order, so "the first copy" of an event_id is the first to
