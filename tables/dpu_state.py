@@ -53,11 +53,15 @@ class PlacementHistory:
         end = self.starts[i + 1] if i + 1 < len(self.starts) else None
         return start, end, previous
 
+    def _index_at(self, instant: int) -> int | None:
+        """Index of the placement recorded at exactly ``instant``, if any."""
+        i = bisect_right(self.starts, instant)
+        return i - 1 if i and self.starts[i - 1] == instant else None
+
     def holds(self, placement: Placement) -> bool:
         """Whether exactly this placement is the one recorded at its instant."""
-        i = bisect_right(self.starts, placement.installed_at)
-        return bool(i) and self.starts[i - 1] == placement.installed_at and \
-            self.entries[i - 1] == placement
+        i = self._index_at(placement.installed_at)
+        return i is not None and self.entries[i] == placement
 
     def superseded(self, placement: Placement, offset: int) -> bool:
         """Whether a placement read after ``offset`` already holds the same instant.
@@ -66,9 +70,8 @@ class PlacementHistory:
         whatever order they are processed in (a record read again after a later one must not
         take its place back).
         """
-        i = bisect_right(self.starts, placement.installed_at)
-        return bool(i) and self.starts[i - 1] == placement.installed_at and \
-            self.offsets[i - 1] > offset
+        i = self._index_at(placement.installed_at)
+        return i is not None and self.offsets[i] > offset
 
     @property
     def current(self) -> Placement | None:
