@@ -7,15 +7,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from agents.sinks import SINKS
 from pipeline import topics
 from pipeline.app import app, cfg
 from pipeline.faust_fixes import record_gap, stalled_partitions, suspected_gaps
-from pipeline.kafka_auth import client_options
 from pipeline.metrics import metrics
-from pipeline.progress import MARKER_SCAN, offsets_between
+from pipeline.progress import MARKER_SCAN, committed_reader, offsets_between
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +68,8 @@ def standing_still(consumer) -> list:
 
 async def offsets_in(ranges: dict) -> dict:
     """Offsets of the records in ``[start, end)`` per partition, read with a consumer of its
-    own (read_committed: transaction markers and aborted records are no records)."""
-    consumer = AIOKafkaConsumer(**client_options(cfg), isolation_level="read_committed",
-                                enable_auto_commit=False)
+    own (committed records only: transaction markers and aborted records are no records)."""
+    consumer = committed_reader(cfg)
     await consumer.start()
     try:
         found = await offsets_between(consumer, {
@@ -81,26 +79,16 @@ async def offsets_in(ranges: dict) -> dict:
     return {tp: found[TopicPartition(tp.topic, tp.partition)] for tp in ranges}
 
 
-async def check_suspected_gaps(consumer) -> None:
-    """Record as gaps the jumped-over offsets that hold no record (see ``faust_fixes``)."""
-    suspected = suspected_gaps(consumer)
-    assigned = consumer.assignment()
-    ranges = {}
+def take_suspected_gaps(consumer) -> dict:
+    """The jumped-over ranges still worth reading: assigned partitions, above the commit."""
+    suspected, assigned, out = suspected_gaps(consumer), consumer.assignment(), {}
     for tp in list(suspected):
         committed = consumer._committed_offset.get(tp)
         gaps = [(a, b) for a, b in suspected.pop(tp)
                 if tp in assigned and (committed is None or b > committed)]
         if gaps:
-            ranges[tp] = (min(a for a, _ in gaps), max(b for _, b in gaps), gaps)
-    if not ranges:
-        return
-    found = await offsets_in({tp: span[:2] for tp, span in ranges.items()})
-    for tp, (_, _, gaps) in ranges.items():
-        for start, end in gaps:
-            if not any(start <= offset < end for offset in found[tp]):
-                record_gap(consumer, tp, start, end)
-            # Records there were skipped: the head of the partition waits for them, and
-            # the stall below reads the partition again.
+            out[tp] = gaps
+    return out
 
 
 @app.timer(interval=5.0, name="commit-watchdog")
@@ -108,21 +96,35 @@ async def commit_watchdog() -> None:
     consumer = app.consumer
     if app.rebalancing:
         return
+    suspected = take_suspected_gaps(consumer)
+    stalled = stalled_partitions(consumer)
+    ranges = {tp: (committed, low) for tp, (committed, low) in stalled.items()
+              if watch.gaps.get(tp) == (committed, low)}
+    watch.gaps = stalled
+    for tp, committed, high in standing_still(consumer):
+        ranges.setdefault(tp, (committed, min(high, committed + MARKER_SCAN)))
+    # One read through every range of interest per partition.
+    spans = {tp: suspected.get(tp, []) + ([ranges[tp]] if tp in ranges else [])
+             for tp in {*suspected, *ranges}}
     try:
-        await check_suspected_gaps(consumer)
-        stalled = stalled_partitions(consumer)
-        ranges = {tp: (committed, low) for tp, (committed, low) in stalled.items()
-                  if watch.gaps.get(tp) == (committed, low)}
-        watch.gaps = stalled
-        for tp, committed, high in standing_still(consumer):
-            ranges.setdefault(tp, (committed, min(high, committed + MARKER_SCAN)))
-        found = await offsets_in(ranges) if ranges else {}
+        found = await offsets_in({tp: (min(a for a, _ in s), max(b for _, b in s))
+                                  for tp, s in spans.items()}) if spans else {}
     except Exception as exc:  # the broker away: the next tick looks again
         log.warning("commit watchdog: %s", exc)
         return
-    for tp, offsets in found.items():
-        start, end = ranges[tp]
-        if not offsets:  # transaction markers only: nothing to read again
+
+    def empty(tp, start: int, end: int) -> bool:
+        return not any(start <= offset < end for offset in found[tp])
+
+    # Jumped-over offsets with no record are a real gap (transaction markers). Where records
+    # are, Faust skipped them: the partition's head waits for them, and the stall below reads
+    # the partition again.
+    for tp, gaps in suspected.items():
+        for start, end in gaps:
+            if empty(tp, start, end):
+                record_gap(consumer, tp, start, end)
+    for tp, (start, end) in ranges.items():
+        if empty(tp, start, end):  # transaction markers only: nothing to read again
             if tp in stalled:
                 record_gap(consumer, tp, start, end)
             continue

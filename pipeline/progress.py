@@ -26,8 +26,7 @@ from pipeline.topics import admin_client
 async def backlog(settings: Settings) -> dict[str, int]:
     """Records produced but not yet committed by the worker group, per topic."""
     admin = await admin_client(settings)
-    consumer = AIOKafkaConsumer(**client_options(settings), isolation_level="read_committed",
-                                enable_auto_commit=False)
+    consumer = committed_reader(settings)
     await consumer.start()
     try:
         names = [settings.topic(n) for n in topics.ALL]
@@ -57,6 +56,13 @@ async def backlog(settings: Settings) -> dict[str, int]:
 
 MARKER_SCAN = 500
 """Gaps up to this many offsets are read through to tell records from transaction markers."""
+
+
+def committed_reader(settings: Settings) -> AIOKafkaConsumer:
+    """A consumer of committed records only (transaction markers and aborted records are no
+    records) that commits nothing."""
+    return AIOKafkaConsumer(**client_options(settings), isolation_level="read_committed",
+                            enable_auto_commit=False)
 
 
 async def records_between(consumer: AIOKafkaConsumer,
