@@ -66,13 +66,33 @@ async def ensure_topics(settings: Settings) -> list[str]:
                     [NewTopic(n, settings.partitions, 1) for n in missing])
             except TopicAlreadyExistsError:
                 pass  # another process created it meanwhile
-        described = await admin.describe_topics(wanted)
-        for topic in described:
-            n = len(topic.get("partitions", []))
-            if n and n != settings.partitions:
-                raise RuntimeError(
-                    f"topic {topic['topic']} has {n} partitions, the pipeline is configured for "
-                    f"{settings.partitions} (DPU_PARTITIONS)")
+        await _until_listed(admin, wanted, settings.partitions)
         return missing
     finally:
         await admin.close()
+
+
+async def _until_listed(admin: AIOKafkaAdminClient, topics: list[str], partitions: int,
+                        timeout_s: float = 30) -> None:
+    """Wait until the broker's metadata lists every partition of ``topics`` with a leader.
+
+    A topic just created can be missing from the metadata for a moment; a worker subscribing
+    then is told the topic does not exist and is never assigned it.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        pending = []
+        for topic in await admin.describe_topics(topics):
+            listed = topic.get("partitions") or []
+            if listed and len(listed) != partitions:
+                raise RuntimeError(
+                    f"topic {topic['topic']} has {len(listed)} partitions, the pipeline is "
+                    f"configured for {partitions} (DPU_PARTITIONS)")
+            if topic.get("error_code") or not listed or any(
+                    p.get("error_code") or p.get("leader", -1) < 0 for p in listed):
+                pending.append(topic["topic"])
+        if not pending:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"topics {', '.join(pending)} have no leader after {timeout_s:.0f} s")
+        await asyncio.sleep(0.2)
