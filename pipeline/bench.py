@@ -150,7 +150,8 @@ def peak_rss_mib(pid: int) -> float:
 
 def run_bench(base: Settings, quick: bool, say: Callable[[str], None]) -> dict[str, Any]:
     n_events = 20_000 if quick else 1_000_000
-    n_dpus, n_spaces = (200, 50) if quick else (2000, 500)
+    # The full run has the fleet of the state target: 100,000 DPUs over 30,000 spaces.
+    n_dpus, n_spaces = (200, 50) if quick else (100_000, 30_000)
     history_rows = 1_000_000 if quick else 10_000_000
     run = f"bench-{uuid.uuid4().hex[:6]}"
     settings = base.with_(topic_prefix=f"{run}-", app_id=f"dpu-{run}",
@@ -164,7 +165,8 @@ def run_bench(base: Settings, quick: bool, say: Callable[[str], None]) -> dict[s
         start = now_us() - 2 * 86400 * US
         f = simulate.fleet(7, n_dpus, n_spaces, start)
         asyncio.run(publish(settings, f.placements + f.resets))
-        asyncio.run(wait_caught_up(settings, 120))
+        if not asyncio.run(wait_caught_up(settings, 1800, poll_s=0.2)):
+            raise RuntimeError("the pipeline did not take in the fleet")
         events = simulate.events(7, f, n_events, start)
         say(f"end to end: {n_events} events, {n_dpus} DPUs, {n_spaces} spaces")
         t = time.perf_counter()
