@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 import threading
 import time
 import uuid
@@ -22,11 +23,11 @@ from pipeline.demo import fresh_database
 from pipeline.dev.worker_process import WorkerProcess
 from pipeline.producer import publish, start_producer
 from pipeline.progress import wait_caught_up
-from pipeline.replay import replay
+from pipeline.replay import delete_topics, replay
 from pipeline.kafka_auth import client_options
 from pipeline.settings import Settings
 from pipeline.timeutil import US, now_us
-from pipeline.topics import EVENTS
+from pipeline.topics import EVENTS, admin_client
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -148,6 +149,20 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
+async def remove_run(settings: Settings, run: str) -> None:
+    """Delete the run's topics (its own and its worker's changelogs) and local stores.
+
+    A bench leaves nothing behind but its database, recreated by the next run: repeated runs
+    must not pile topics up on the broker or stores on the disk.
+    """
+    admin = await admin_client(settings)
+    try:
+        await delete_topics(admin, [t for t in await admin.list_topics() if run in t])
+    finally:
+        await admin.close()
+    shutil.rmtree(settings.state_dir, ignore_errors=True)
+
+
 def run_bench(base: Settings, quick: bool, say: Callable[[str], None]) -> dict[str, Any]:
     n_events = 20_000 if quick else 1_000_000
     n_dpus, n_spaces = (200, 50) if quick else (2000, 500)
@@ -209,5 +224,6 @@ def run_bench(base: Settings, quick: bool, say: Callable[[str], None]) -> dict[s
         })
     finally:
         worker.stop()
+        asyncio.run(remove_run(settings, run))
     result["bench_s"] = round(time.perf_counter() - started_all, 1)
     return result
