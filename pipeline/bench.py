@@ -189,12 +189,15 @@ def run_bench(base: Settings, quick: bool, say: Callable[[str], None]) -> dict[s
         if not asyncio.run(wait_caught_up(settings, 3600, poll_s=0.2)):
             raise RuntimeError("the pipeline did not catch up")
         e2e = time.perf_counter() - t
+        say(f"end to end: {n_events / e2e:.0f} events/s over {e2e:.1f} s")
         say("raw consume")
         raw = asyncio.run(raw_consume(settings, n_events))
+        say(f"raw consume: {raw:.0f} events/s")
         say("latency at a fixed rate")
         rate = 500 if quick else 2000
         lat = latency(settings, worker, f.spaces[0], f.placements[0].dpu_id, rate,
                       5 if quick else 20)
+        say(f"latency: {lat}")
         say("rebuild: stop the worker, dpu replay, recount everything")
         # The latency phase's records must be sunk first, or replay (rightly) refuses.
         if not asyncio.run(wait_caught_up(settings, 600, poll_s=0.2)):
@@ -207,6 +210,7 @@ def run_bench(base: Settings, quick: bool, say: Callable[[str], None]) -> dict[s
         if not asyncio.run(wait_caught_up(settings, 3600, poll_s=0.2)):
             raise RuntimeError("the rebuild did not catch up")
         rebuild = time.perf_counter() - t
+        say(f"rebuild: {rebuild:.1f} s")
         say(f"as-of queries over {history_rows} history rows")
         build_history(settings.database_url, history_rows, 100)
         asof = asyncio.run(asof_queries(settings.database_url, 100, 500))
