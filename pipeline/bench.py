@@ -23,11 +23,11 @@ from pipeline.demo import fresh_database
 from pipeline.dev.worker_process import WorkerProcess
 from pipeline.producer import publish, start_producer
 from pipeline.progress import wait_caught_up
-from pipeline.replay import delete_topics, replay
+from pipeline.replay import delete_topics_named_after, replay
 from pipeline.kafka_auth import client_options
 from pipeline.settings import Settings
 from pipeline.timeutil import US, now_us
-from pipeline.topics import EVENTS, admin_client
+from pipeline.topics import EVENTS
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -155,11 +155,7 @@ async def remove_run(settings: Settings, run: str) -> None:
     A bench leaves nothing behind but its database, recreated by the next run: repeated runs
     must not pile topics up on the broker or stores on the disk.
     """
-    admin = await admin_client(settings)
-    try:
-        await delete_topics(admin, [t for t in await admin.list_topics() if run in t])
-    finally:
-        await admin.close()
+    await delete_topics_named_after(settings, run)
     shutil.rmtree(settings.state_dir, ignore_errors=True)
 
 

@@ -85,6 +85,15 @@ async def delete_topics(admin, names: list[str]) -> None:
         await asyncio.sleep(0.5)
 
 
+async def delete_topics_named_after(settings: Settings, run: str) -> None:
+    """Delete every topic whose name holds `run` (a run's own topics and its workers' changelogs)."""
+    admin = await admin_client(settings)
+    try:
+        await delete_topics(admin, [t for t in await admin.list_topics() if run in t])
+    finally:
+        await admin.close()
+
+
 async def recreate_topics(settings: Settings) -> None:
     """Create the missing pipeline topics, retrying while the broker finishes deletions."""
     for attempt in range(40):

@@ -30,6 +30,7 @@ from pipeline.db import ensure_database
 from pipeline.dev.worker_process import WorkerProcess
 from pipeline.producer import publish
 from pipeline.progress import wait_caught_up
+from pipeline.replay import delete_topics_named_after
 from pipeline.kafka_auth import client_options
 from pipeline.settings import Settings
 from pipeline.topics import BrokerUnavailable, admin_client
@@ -233,15 +234,6 @@ def pipeline(base_settings: Settings, tmp_path, request) -> Pipeline:
         return  # left for a post-mortem: schema and topic prefix are the run id in the logs
     with psycopg.connect(base_settings.database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(run)))
-    asyncio.run(delete_topics(settings, run))
+    asyncio.run(delete_topics_named_after(settings, run))
 
 
-async def delete_topics(settings: Settings, run: str) -> None:
-    """Drop the test's topics (its own and its worker's changelogs): brokers stay light."""
-    admin = await admin_client(settings)
-    try:
-        names = [t for t in await admin.list_topics() if run in t]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
