@@ -5,7 +5,6 @@ partition whose commits stalled is read again from its committed offset."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 
@@ -15,37 +14,18 @@ from pipeline.app import app, cfg
 from pipeline.faust_fixes import record_gap, stalled_partitions, suspected_gaps
 from pipeline.metrics import metrics
 from pipeline.progress import MARKER_SCAN, committed_reader, offsets_between
+from pipeline.stalls import PartitionView, Watch, standing_still
 
 log = logging.getLogger(__name__)
 
 PIPELINE_TOPICS = frozenset(cfg.topic(name) for name in topics.ALL)
 """Topics the group commits (table changelogs are only read, for recovery)."""
-STILL_TICKS = 3
-"""Ticks a partition's commit may stand still, records waiting, before it is read again."""
-
-
-@dataclass
-class Watch:
-    """What the previous ticks saw; re-reading is idempotent, so this is only a heuristic."""
-
-    gaps: dict = field(default_factory=dict)
-    """Ack gaps seen at the previous tick."""
-    still: dict = field(default_factory=dict)
-    """Per partition: (committed offset, ticks it has not moved while records wait)."""
-
-
 watch = Watch()
 
 
-def standing_still(consumer) -> list:
-    """Partitions whose committed offset has not moved for STILL_TICKS with records waiting.
-
-    Seen after a rebalance: a record handed to one of the two agents that read the events topic
-    but never to the other stays unacknowledged forever, and Faust never commits past it.
-    """
-    if any(sink.stats.last_error for sink in SINKS):
-        return []  # a sink waits for its database: commits stand still for a reason
-    out, seen = [], {}
+def partition_views(consumer) -> dict:
+    """The pipeline topics' assigned partitions with a committed offset and a high watermark."""
+    views = {}
     for tp in consumer.assignment():
         if tp.topic not in PIPELINE_TOPICS:
             continue
@@ -54,16 +34,11 @@ def standing_still(consumer) -> list:
             high = consumer.highwater(tp)
         except Exception:
             continue
-        if committed is None or high is None or high <= committed:
+        if committed is None or high is None:
             continue
-        last, ticks = watch.still.get(tp, (None, 0))
-        ticks = ticks + 1 if last == committed else 0
-        seen[tp] = (committed, ticks)
-        if ticks >= STILL_TICKS:
-            out.append((tp, committed, high))
-            seen[tp] = (committed, 0)
-    watch.still = seen
-    return out
+        acked = consumer._acked.get(tp)
+        views[tp] = PartitionView(committed, high, (min(acked), max(acked)) if acked else None)
+    return views
 
 
 async def offsets_in(ranges: dict) -> dict:
@@ -101,7 +76,11 @@ async def commit_watchdog() -> None:
     ranges = {tp: (committed, low) for tp, (committed, low) in stalled.items()
               if watch.gaps.get(tp) == (committed, low)}
     watch.gaps = stalled
-    for tp, committed, high in standing_still(consumer):
+    if any(sink.stats.last_error for sink in SINKS):
+        still = []  # a sink waits for its database: commits stand still for a reason
+    else:
+        still = standing_still(partition_views(consumer), watch)
+    for tp, committed, high in still:
         ranges.setdefault(tp, (committed, min(high, committed + MARKER_SCAN)))
     # One read through every range of interest per partition.
     spans = {tp: suspected.get(tp, []) + ([ranges[tp]] if tp in ranges else [])
