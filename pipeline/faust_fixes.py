@@ -5,6 +5,7 @@ Each is applied once, when the app module is imported, and says what it fixes an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from faust.transport.consumer import Consumer
@@ -142,20 +143,45 @@ def flush_until_sent() -> None:
     in it. Each counting batch flushes before it writes its state and before it is acknowledged,
     and Faust flushes before it commits offsets: a short flush lets a commit pass records whose
     state writes are still buffered, for a kill to lose. The flush now keeps draining until the
-    buffer is empty (``producer_flush_stalls`` counts the times Faust's would have stopped);
-    the Kafka client's own flush then waits for the acknowledgements.
+    buffer is empty (``producer_flush_stalls`` counts the times Faust's would have stopped) and
+    the message taken from it last is in the Kafka client's batches; the client's own flush then
+    waits for the acknowledgements.
+
+    That last message matters: Faust takes a message off the buffer, then awaits the client's
+    ``send``, which waits while the partition's batch is full. An empty buffer therefore did not
+    mean every message was sent: the client's flush missed the one in transit, a batch wrote the
+    states that say its outputs were delivered, and a kill could lose those outputs. (A kill -9
+    run of the fault suite lost eight deltas of one space with every DPU count right; this is
+    the path found that explains it.)
     """
     original = ProducerBuffer.flush
     if getattr(original, "until_sent", False):
         return
+    send_pending = ProducerBuffer._send_pending
+
+    async def _send_pending(self: ProducerBuffer, fut) -> None:
+        self.__dict__["dpu_in_transit"] = self.__dict__.get("dpu_in_transit", 0) + 1
+        try:
+            await send_pending(self, fut)
+        finally:
+            self.__dict__["dpu_in_transit"] -= 1
 
     async def flush(self: ProducerBuffer) -> None:
         await self.flush_atmost(None)
-        while self.size:  # Faust's flush would have returned here
+        while self.size or self.__dict__.get("dpu_in_transit"):
             metrics.inc("producer_flush_stalls")
-            await self.flush_atmost(None)
+            if self.size:
+                await self.flush_atmost(None)
+                continue
+            # Set by Faust's sender once the message in transit is in the client's batches.
+            self.message_sent.clear()
+            try:
+                await asyncio.wait_for(self.message_sent.wait(), timeout=0.1)
+            except asyncio.TimeoutError:
+                pass
 
     flush.until_sent = True  # type: ignore[attr-defined]
+    ProducerBuffer._send_pending = _send_pending  # type: ignore[method-assign]
     ProducerBuffer.flush = flush  # type: ignore[method-assign]
 
 

@@ -1,0 +1,48 @@
+"""Faust work-arounds that can be exercised without a broker (pipeline.faust_fixes)."""
+
+import asyncio
+from types import SimpleNamespace
+
+from faust.transport.producer import ProducerBuffer
+
+from pipeline.faust_fixes import flush_until_sent
+
+
+async def _poll(condition, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def test_flush_waits_for_the_message_taken_off_the_buffer():
+    """A message Faust took off the buffer but whose send still waits (the Kafka client's batch
+    for its partition is full) keeps the flush waiting: the buffer is empty, not yet sent."""
+    flush_until_sent()
+
+    async def scenario() -> None:
+        handed_over, batch_drained = [], asyncio.Event()
+
+        class FullPartition:
+            async def publish_message(self, fut, wait=False):
+                await batch_drained.wait()
+                handed_over.append(fut)
+
+        buffer = ProducerBuffer()
+        buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+        await buffer.start()
+        try:
+            message = SimpleNamespace(message=SimpleNamespace(channel=FullPartition()))
+            buffer.put(message)
+            await _poll(lambda: buffer.size == 0)  # taken off the buffer, in transit
+            flushing = asyncio.ensure_future(buffer.flush())
+            # Faust's own flush returns within 0.1 s here; this one must still be waiting.
+            done, _ = await asyncio.wait([flushing], timeout=0.5)
+            assert not done, "flush returned with a message still in transit"
+            batch_drained.set()
+            await asyncio.wait_for(flushing, timeout=5)
+            assert handed_over == [message]
+        finally:
+            await buffer.stop()
+
+    asyncio.run(scenario())
