@@ -80,8 +80,10 @@ async def commit_watchdog() -> None:
         still = []  # a sink waits for its database: commits stand still for a reason
     else:
         still = standing_still(partition_views(consumer), watch)
-    for tp, committed, high in still:
+    why = {tp: "acknowledgements wait for it" for tp in ranges}
+    for tp, committed, high, reason in still:
         ranges.setdefault(tp, (committed, min(high, committed + MARKER_SCAN)))
+        why.setdefault(tp, reason)
     # One read through every range of interest per partition.
     spans = {tp: suspected.get(tp, []) + ([ranges[tp]] if tp in ranges else [])
              for tp in {*suspected, *ranges}}
@@ -107,6 +109,7 @@ async def commit_watchdog() -> None:
             if tp in stalled:
                 record_gap(consumer, tp, start, end)
             continue
-        log.warning("commits of %s stalled at %d: reading it again from there", tp, start)
+        log.warning("commits of %s stalled at %d (%s): reading it again from there",
+                    tp, start, why[tp])
         metrics.inc("commit_stalls")
         await consumer.seek(tp, start)

@@ -17,8 +17,8 @@ class Watch:
     """Ack gaps seen at the previous tick."""
     still: dict = field(default_factory=dict)
     """Per partition: (committed offset, ticks it has not moved while records wait)."""
-    quiet: dict = field(default_factory=dict)
-    """Per topic: (its partitions' commits and acks, ticks they have all stood still)."""
+    quiet: tuple = (None, 0)
+    """Every partition's commit and acks, and the ticks they have all stood still."""
     reread_above: dict = field(default_factory=dict)
     """Per partition read again: its high watermark then. Records up to it may still wait in
     the agents' queues from before the re-read and be acknowledged ahead of the re-read head."""
@@ -37,23 +37,23 @@ class PartitionView:
 
 
 def standing_still(views: dict, watch: Watch) -> list:
-    """Partitions to read again: their commit stood still STILL_TICKS ticks, records waiting,
-    and the head record is lost rather than queued.
+    """Partitions to read again, ``(tp, committed, high, why)``: their commit stood still
+    STILL_TICKS ticks, records waiting, and the head record is lost rather than queued.
 
     Lost: seen after a rebalance, a record handed to one of the two agents that read the events
     topic but never to the other stays unacknowledged forever, and Faust never commits past it.
-    Queued: under a backlog, a partition's next record can wait in an agent's queue for longer
-    than the ticks; reading it again then only piles duplicates on the queue (measured: every
-    downstream partition re-read every 15 s during a million-event run). The head is lost when
-    records after it were acknowledged (agents process a partition in order), or when nothing
-    at all was acknowledged on the topic during the ticks (its agents hold nothing to process).
+    Queued: under a backlog, a downstream partition's next record can wait longer than the ticks,
+    unfetched or in an agent's queue, while the counting agent holds the fetcher; reading it
+    again then only piles duplicates on (measured: every downstream partition re-read every 15 s
+    during a million-event run). The head is lost when records after it were acknowledged
+    (agents process a partition in order), or when the worker acknowledged nothing at all during
+    the ticks (nothing else holds its agents). A lost head that is its partition's last record
+    while other partitions stay busy waits for the next record on its partition.
     """
-    out, seen, quiet = [], {}, {}
-    for topic in {tp.topic for tp in views}:
-        state = tuple(sorted((tp.partition, v.committed, v.acked)
-                             for tp, v in views.items() if tp.topic == topic))
-        last, ticks = watch.quiet.get(topic, (None, 0))
-        quiet[topic] = (state, ticks + 1 if last == state else 0)
+    out, seen = [], {}
+    state = sorted((tp.topic, tp.partition, v.committed, v.acked) for tp, v in views.items())
+    last, quiet_ticks = watch.quiet
+    quiet_ticks = quiet_ticks + 1 if last == state else 0
     for tp, view in views.items():
         mark = watch.reread_above.get(tp)
         if mark is not None and view.committed > mark:
@@ -68,9 +68,10 @@ def standing_still(views: dict, watch: Watch) -> list:
             continue
         passed = (view.acked is not None and view.acked[0] > view.committed
                   and view.acked[1] > (mark if mark is not None else -1))
-        if passed or quiet[tp.topic][1] >= STILL_TICKS:
-            out.append((tp, view.committed, view.high))
+        if passed or quiet_ticks >= STILL_TICKS:
+            why = "records after it acknowledged" if passed else "the worker idle"
+            out.append((tp, view.committed, view.high, why))
             seen[tp] = (view.committed, 0)
             watch.reread_above[tp] = view.high
-    watch.still, watch.quiet = seen, quiet
+    watch.still, watch.quiet = seen, (state, quiet_ticks)
     return out
