@@ -42,7 +42,7 @@ class Settings:
 
     kafka_url: str = "kafka://127.0.0.1:9092"
     """Broker URL(s), ``kafka://host:port[;host:port]``."""
-    database_url: str = "postgresql://postgres@127.0.0.1:55432/dpu"
+    database_url: str = "postgresql://postgres@127.0.0.1:15432/dpu"
     """PostgreSQL connection URL; its database is created by ``dpu db migrate``."""
     redis_url: str = "redis://127.0.0.1:6380/0"
     """Redis URL for the live-count mirror."""
