@@ -12,6 +12,7 @@ import shutil
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -159,17 +160,40 @@ async def remove_run(settings: Settings, run: str) -> None:
     shutil.rmtree(settings.state_dir, ignore_errors=True)
 
 
-def run_bench(base: Settings, quick: bool, say: Callable[[str], None]) -> dict[str, Any]:
-    n_events = 20_000 if quick else 1_000_000
-    n_dpus, n_spaces = (200, 50) if quick else (2000, 500)
-    history_rows = 1_000_000 if quick else 10_000_000
+@dataclass(frozen=True)
+class BenchSize:
+    """How much a bench run counts."""
+
+    events: int
+    """Events published, counted end to end, and recounted by the rebuild."""
+    dpus: int
+    """DPUs of the synthetic fleet (each with a placement)."""
+    spaces: int
+    """Spaces of the synthetic fleet."""
+    history_rows: int
+    """``space_count`` rows generated for the as-of queries."""
+    latency_rate: int
+    """Events per second of the latency phase."""
+    latency_s: int
+    """Length of the latency phase."""
+
+
+QUICK = BenchSize(events=20_000, dpus=200, spaces=50, history_rows=1_000_000,
+                  latency_rate=500, latency_s=5)
+FULL = BenchSize(events=1_000_000, dpus=2000, spaces=500, history_rows=10_000_000,
+                 latency_rate=2000, latency_s=20)
+
+
+def run_bench(base: Settings, size: BenchSize, say: Callable[[str], None]) -> dict[str, Any]:
+    n_events, n_dpus, n_spaces, history_rows = (size.events, size.dpus, size.spaces,
+                                                size.history_rows)
     run = f"bench-{uuid.uuid4().hex[:6]}"
     settings = base.with_(topic_prefix=f"{run}-", app_id=f"dpu-{run}",
                           state_dir=base.state_dir / run, web_port=base.web_port + 17,
                           database_url=fresh_database(base.database_url, "dpu_bench"))
     started_all = time.perf_counter()
     worker = WorkerProcess(settings, settings.state_dir / "worker.log").start()
-    result: dict[str, Any] = {"quick": quick}
+    result: dict[str, Any] = {"quick": size == QUICK}
     try:
         worker.wait_ready()
         start = now_us() - 2 * 86400 * US
@@ -190,9 +214,8 @@ def run_bench(base: Settings, quick: bool, say: Callable[[str], None]) -> dict[s
         raw = asyncio.run(raw_consume(settings, n_events))
         say(f"raw consume: {raw:.0f} events/s")
         say("latency at a fixed rate")
-        rate = 500 if quick else 2000
-        lat = latency(settings, worker, f.spaces[0], f.placements[0].dpu_id, rate,
-                      5 if quick else 20)
+        rate = size.latency_rate
+        lat = latency(settings, worker, f.spaces[0], f.placements[0].dpu_id, rate, size.latency_s)
         say(f"latency: {lat}")
         say("rebuild: stop the worker, dpu replay, recount everything")
         # The latency phase's records must be sunk first, or replay (rightly) refuses.

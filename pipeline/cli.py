@@ -351,13 +351,23 @@ def replay(ctx, from_log) -> None:
 
 @main.command()
 @click.option("--quick", is_flag=True, help="A small run (about two minutes).")
+@click.option("--dpus", type=click.IntRange(1), help="Fleet size instead of the run's own.")
+@click.option("--spaces", "n_spaces", type=click.IntRange(1),
+              help="Spaces instead of the run's own.")
+@click.option("--events", "n_events", type=click.IntRange(1),
+              help="Events instead of the run's own.")
 @click.pass_context
 @friendly
-def bench(ctx, quick) -> None:
+def bench(ctx, quick, dpus, n_spaces, n_events) -> None:
     """Measure the pipeline on the local services; prints one JSON object."""
-    from pipeline.bench import run_bench
+    from dataclasses import replace
 
-    result = run_bench(_settings(ctx), quick, lambda msg: click.echo(f"# {msg}", err=True))
+    from pipeline.bench import FULL, QUICK, run_bench
+
+    size = QUICK if quick else FULL
+    overrides = {"dpus": dpus, "spaces": n_spaces, "events": n_events}
+    size = replace(size, **{k: v for k, v in overrides.items() if v is not None})
+    result = run_bench(_settings(ctx), size, lambda msg: click.echo(f"# {msg}", err=True))
     click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
 
 
