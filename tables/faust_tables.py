@@ -18,18 +18,33 @@ from faust.types import EventT
 
 from pipeline.app import app
 
-_RAW = dict(key_type=bytes, value_type=bytes)
+MEMTABLE_BYTES = 4 << 20
+"""RocksDB write buffer per table partition (two of them at most)."""
+BLOCK_CACHE_BYTES = 8 << 20
+"""RocksDB block cache per table partition."""
+
+
+def _table(name: str, help: str):
+    """A table of bytes, its RocksDB memory bounded per partition store.
+
+    Faust's defaults give each store three 64 MiB memtables and a 2 GiB block cache, and each
+    table partition is a store of its own (24 here): in the million-event bench the worker held
+    350 MiB of unflushed memtables after 200,000 events, its RSS still climbing. These bound
+    the stores at about 16 MiB each; RocksDB flushes and compacts in its own threads.
+    """
+    options = {"write_buffer_size": MEMTABLE_BYTES, "max_write_buffer_number": 2,
+               "block_cache_size": BLOCK_CACHE_BYTES}  # Faust's store takes the dict over
+    return app.Table(name, key_type=bytes, value_type=bytes, options=options, help=help)
+
 
 TABLES = {
-    "dpus": app.Table("dpus", **_RAW, help="DpuState per dpu_id"),
-    "dpu-days": app.Table("dpu-days", **_RAW,
-                          help="[instant, direction] of each counted event, 'dpu_id<US>day'"),
-    "event-ids": app.Table("event-ids", **_RAW,
-                           help="first source [partition, offset], 'dpu_id<US>event_id'"),
-    "spaces": app.Table("spaces", **_RAW, help="SpaceState per space_id"),
-    "space-days": app.Table("space-days", **_RAW,
-                            help="net delta per instant since the latest reset, 'space_id<US>day'"),
-    "daily-resets": app.Table("daily-resets", **_RAW, help="DailySchedule per space_id"),
+    "dpus": _table("dpus", "DpuState per dpu_id"),
+    "dpu-days": _table("dpu-days", "[instant, direction] of each counted event, 'dpu_id<US>day'"),
+    "event-ids": _table("event-ids", "first source [partition, offset], 'dpu_id<US>event_id'"),
+    "spaces": _table("spaces", "SpaceState per space_id"),
+    "space-days": _table("space-days",
+                         "net delta per instant since the latest reset, 'space_id<US>day'"),
+    "daily-resets": _table("daily-resets", "DailySchedule per space_id"),
 }
 dpus, spaces, daily_resets = TABLES["dpus"], TABLES["spaces"], TABLES["daily-resets"]
 LOGS = frozenset({"dpu-days", "event-ids", "space-days", "daily-resets"})
