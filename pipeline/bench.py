@@ -31,6 +31,10 @@ from pipeline.timeutil import US, now_us
 from pipeline.topics import EVENTS
 
 
+class BenchFailed(Exception):
+    """The pipeline did not get through a phase of the run (its logs are kept)."""
+
+
 def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -150,14 +154,16 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-async def remove_run(settings: Settings, run: str) -> None:
-    """Delete the run's topics (its own and its worker's changelogs) and local stores.
+async def remove_run(settings: Settings, run: str, keep_logs: bool = False) -> None:
+    """Delete the run's topics (its own and its worker's changelogs) and, unless a failed run's
+    logs are to be kept, its local stores.
 
     A bench leaves nothing behind but its database, recreated by the next run: repeated runs
     must not pile topics up on the broker or stores on the disk.
     """
     await delete_topics_named_after(settings, run)
-    shutil.rmtree(settings.state_dir, ignore_errors=True)
+    if not keep_logs:
+        shutil.rmtree(settings.state_dir, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -184,7 +190,38 @@ FULL = BenchSize(events=1_000_000, dpus=2000, spaces=500, history_rows=10_000_00
                  latency_rate=2000, latency_s=20)
 
 
-def run_bench(base: Settings, size: BenchSize, say: Callable[[str], None]) -> dict[str, Any]:
+class Workers:
+    """The run's worker processes: one consumer group, each with its own web port and stores."""
+
+    def __init__(self, settings: Settings, n: int) -> None:
+        self.settings = [settings.with_(web_port=settings.web_port + i,
+                                        state_dir=settings.state_dir / f"worker-{i}")
+                         for i in range(n)]
+        self.procs: list[WorkerProcess] = []
+
+    def start(self, log_name: str, timeout: float) -> WorkerProcess:
+        """Start every worker, wait until each is ready; the first answers the realtime view."""
+        self.procs = [WorkerProcess(s, s.state_dir / log_name).start() for s in self.settings]
+        for proc in self.procs:
+            proc.wait_ready(timeout=timeout)
+        return self.procs[0]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.stop()
+
+    def drop_stores(self) -> None:
+        """Remove every worker's local table stores, as a replay needs (it removes only those
+        under the state directory it is given)."""
+        for s in self.settings:
+            shutil.rmtree(s.state_dir / "worker", ignore_errors=True)
+
+    def peak_rss_mib(self) -> float:
+        return max(peak_rss_mib(proc.proc.pid) for proc in self.procs)
+
+
+def run_bench(base: Settings, size: BenchSize, say: Callable[[str], None],
+              n_workers: int = 1) -> dict[str, Any]:
     n_events, n_dpus, n_spaces, history_rows = (size.events, size.dpus, size.spaces,
                                                 size.history_rows)
     run = f"bench-{uuid.uuid4().hex[:6]}"
@@ -192,10 +229,11 @@ def run_bench(base: Settings, size: BenchSize, say: Callable[[str], None]) -> di
                           state_dir=base.state_dir / run, web_port=base.web_port + 17,
                           database_url=fresh_database(base.database_url, "dpu_bench"))
     started_all = time.perf_counter()
-    worker = WorkerProcess(settings, settings.state_dir / "worker.log").start()
+    workers = Workers(settings, n_workers)
     result: dict[str, Any] = {"quick": size == QUICK}
+    failed = False
     try:
-        worker.wait_ready()
+        worker = workers.start("worker.log", timeout=90)
         start = now_us() - 2 * 86400 * US
         f = simulate.fleet(7, n_dpus, n_spaces, start)
         asyncio.run(publish(settings, f.placements + f.resets))
@@ -217,15 +255,15 @@ def run_bench(base: Settings, size: BenchSize, say: Callable[[str], None]) -> di
         rate = size.latency_rate
         lat = latency(settings, worker, f.spaces[0], f.placements[0].dpu_id, rate, size.latency_s)
         say(f"latency: {lat}")
-        say("rebuild: stop the worker, dpu replay, recount everything")
+        say("rebuild: stop the workers, dpu replay, recount everything")
         # The latency phase's records must be sunk first, or replay (rightly) refuses.
         if not asyncio.run(wait_caught_up(settings, 600, poll_s=0.2)):
             raise RuntimeError("the pipeline did not catch up after the latency phase")
-        worker.stop()
+        workers.stop()
         t = time.perf_counter()
+        workers.drop_stores()
         asyncio.run(replay(settings, say=lambda _: None))
-        worker = WorkerProcess(settings, settings.state_dir / "worker-rebuild.log").start()
-        worker.wait_ready(timeout=300)
+        workers.start("worker-rebuild.log", timeout=300)
         if not asyncio.run(wait_caught_up(settings, 3600, poll_s=0.2)):
             raise RuntimeError("the rebuild did not catch up")
         rebuild = time.perf_counter() - t
@@ -234,7 +272,7 @@ def run_bench(base: Settings, size: BenchSize, say: Callable[[str], None]) -> di
         build_history(settings.database_url, history_rows, 100)
         asof = asyncio.run(asof_queries(settings.database_url, 100, 500))
         result.update({
-            "events": n_events, "partitions": settings.partitions, "workers": 1,
+            "events": n_events, "partitions": settings.partitions, "workers": n_workers,
             "dpus": n_dpus, "spaces": n_spaces,
             "produce_s": round(produced, 2),
             "e2e_events_per_s": round(n_events / e2e),
@@ -243,10 +281,13 @@ def run_bench(base: Settings, size: BenchSize, say: Callable[[str], None]) -> di
             "asof_query_ms": {**asof, "history_rows": history_rows},
             "rebuild_s": round(rebuild, 1),
             "rebuild_events": n_events + len(f.placements) + len(f.resets) + lat["n"],
-            "worker_peak_rss_mib": peak_rss_mib(worker.proc.pid),
+            "worker_peak_rss_mib": workers.peak_rss_mib(),
         })
+    except RuntimeError as exc:  # a phase failed: its workers' logs are worth keeping
+        failed = True
+        raise BenchFailed(f"{exc} (the run's logs are kept in {settings.state_dir})") from None
     finally:
-        worker.stop()
-        asyncio.run(remove_run(settings, run))
+        workers.stop()
+        asyncio.run(remove_run(settings, run, keep_logs=failed))
     result["bench_s"] = round(time.perf_counter() - started_all, 1)
     return result

@@ -17,11 +17,13 @@ from pipeline.settings import Settings, SettingsError
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from pipeline.db import DatabaseUnavailable
+    from pipeline.bench import BenchFailed
     from pipeline.dev.services import ServiceError
     from pipeline.files import FileError
     from pipeline.topics import BrokerUnavailable
 
-    return (SettingsError, DatabaseUnavailable, ServiceError, FileError, BrokerUnavailable)
+    return (SettingsError, DatabaseUnavailable, ServiceError, FileError, BrokerUnavailable,
+            BenchFailed)
 
 
 def friendly(fn):
@@ -356,9 +358,11 @@ def replay(ctx, from_log) -> None:
               help="Spaces instead of the run's own.")
 @click.option("--events", "n_events", type=click.IntRange(1),
               help="Events instead of the run's own.")
+@click.option("--workers", "n_workers", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Worker processes of the pipeline (one consumer group).")
 @click.pass_context
 @friendly
-def bench(ctx, quick, dpus, n_spaces, n_events) -> None:
+def bench(ctx, quick, dpus, n_spaces, n_events, n_workers) -> None:
     """Measure the pipeline on the local services; prints one JSON object."""
     from dataclasses import replace
 
@@ -367,7 +371,8 @@ def bench(ctx, quick, dpus, n_spaces, n_events) -> None:
     size = QUICK if quick else FULL
     overrides = {"dpus": dpus, "spaces": n_spaces, "events": n_events}
     size = replace(size, **{k: v for k, v in overrides.items() if v is not None})
-    result = run_bench(_settings(ctx), size, lambda msg: click.echo(f"# {msg}", err=True))
+    result = run_bench(_settings(ctx), size, lambda msg: click.echo(f"# {msg}", err=True),
+                       n_workers)
     click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
 
 
