@@ -13,6 +13,7 @@ from faust.types import EventT
 
 from pipeline import topics
 from pipeline.app import app, cfg
+from pipeline.messages import json_arrays
 from pipeline.metrics import metrics
 from pipeline.models import Reject, parse_event, parse_placement, parse_reset
 from pipeline.timeutil import now_us
@@ -40,7 +41,8 @@ class Outbox:
     """Records to send for one batch, one Kafka message per destination and key.
 
     A message carries the list of values for its key in order: far fewer messages than records,
-    and the per-key order (all that the next stage relies on) is kept.
+    and the per-key order (all that the next stage relies on) is kept. A long list goes as
+    several messages, in order, each below Kafka's size limit.
     """
 
     def __init__(self) -> None:
@@ -56,7 +58,8 @@ class Outbox:
 
     def send(self) -> None:
         for (topic, key), values in self.groups.items():
-            OUTPUTS[topic].send_soon(key=key.encode(), value=orjson.dumps(values))
+            for value in json_arrays(values):  # in order, to the key's one partition
+                OUTPUTS[topic].send_soon(key=key.encode(), value=value)
         self.groups.clear()
 
 
