@@ -222,7 +222,7 @@ class Workers:
         """Remove every worker's local table stores, as a replay needs (it removes only those
         under the state directory it is given)."""
         for s in self.settings:
-            shutil.rmtree(s.state_dir / "worker", ignore_errors=True)
+            shutil.rmtree(s.store_dir, ignore_errors=True)
 
     def peak_rss_mib(self) -> float:
         return max(peak_rss_mib(proc.proc.pid) for proc in self.procs)

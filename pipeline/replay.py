@@ -61,7 +61,7 @@ async def replay(settings: Settings, say=print, from_log: bool = False) -> list[
         await admin.close()
     say("clearing the attribution history (space_count and its rollups), rebuilt by the recount")
     clear_history(settings.database_url)
-    store = settings.state_dir / "worker"
+    store = settings.store_dir
     if store.exists():
         say(f"removing local table stores under {store}")
         shutil.rmtree(store)

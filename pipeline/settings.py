@@ -95,6 +95,11 @@ class Settings:
         return url.replace(";", ",")
 
     @property
+    def store_dir(self) -> Path:
+        """Where a worker keeps its local table stores (Faust's datadir)."""
+        return self.state_dir / "worker"
+
+    @property
     def redis_prefix(self) -> str:
         """Namespace of this deployment's Redis keys and channels."""
         return f"{self.topic_prefix}dpu:"

@@ -18,7 +18,7 @@ def drop_store_after_crash(settings: Settings) -> bool:
     (a batch cut short between its steps). The changelogs are the truth other workers restore
     from, so this worker's stores are rebuilt from them too (Faust restores them at start).
     """
-    store, clean = settings.state_dir / "worker", settings.state_dir / "worker.clean"
+    store, clean = settings.store_dir, settings.state_dir / "worker.clean"
     dropped = False
     if store.exists() and any(store.iterdir()) and not clean.exists():
         log.warning("the last worker on %s did not stop cleanly: restoring the tables from "

@@ -182,7 +182,7 @@ def test_local_state_deleted_is_restored_from_the_changelogs(pipeline):
     pipeline.publish(sc.waves[1])
     pipeline.wait()
     pipeline.worker.stop()
-    shutil.rmtree(pipeline.settings.state_dir / "worker")
+    shutil.rmtree(pipeline.settings.store_dir)
     pipeline.restart().wait_ready(timeout=180)
     pipeline.publish(sc.waves[2])  # counted on top of the restored state
     verify(pipeline, sc, exp, [pipeline.worker],
