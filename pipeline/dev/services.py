@@ -228,8 +228,9 @@ class Kafka(Service):
         if not (self.data / "meta.properties").exists():
             # KRaft wants a cluster id formatted into its storage once, before the first start.
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            # One argument with "=": an id that starts with "-" (1 in 32) is no option.
             proc = subprocess.run(
-                self._java() + ["kafka.tools.StorageTool", "format", "-t", cluster_id,
+                self._java() + ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                                 "-c", str(props)],
                 capture_output=True, text=True,
             )
