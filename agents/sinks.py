@@ -1,23 +1,26 @@
 """Sink agents: each drains one topic in batches into PostgreSQL (and Redis).
 
-A batch is acknowledged only after its sink flushed it (``take_events`` acks after the loop body),
-and every write is an upsert keyed by the record's Kafka source: at-least-once delivery, written
-exactly once.
+A batch is acknowledged only after its sinks flushed it (``agents.batching``), and every write is
+an upsert keyed by the record's Kafka source: at-least-once delivery, written exactly once. An
+input record the sinks cannot write (rows not even buildable, or refused by the database) is
+filed in ``dpu_rejects`` and the rest go on (``sinks.base``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Callable, Iterable
 
 import orjson
 from faust.types import EventT
 
+from agents.batching import applied_batches, exit_on_agent_failure
 from agents.counting import dead_letter, space_counts, telemetry
 from pipeline import topics
 from pipeline.app import app, cfg
 from pipeline.models import DailyReset, Placement, Reject, Reset, parse_placement, parse_reset
 from pipeline.timeutil import from_us
-from sinks.base import BatchingSink
+from sinks.base import BatchingSink, RejectSource, describe, printable
 from sinks.postgres import CopyMerge, PostgresSink
 from sinks.redis_mirror import RedisMirror, dpu_change, space_change
 
@@ -128,124 +131,182 @@ SINKS: list[BatchingSink] = [log_sink, telemetry_sink, space_count_sink, rejects
                              placements_sink, resets_sink, space_mirror, dpu_mirror]
 """Every sink of this worker, for ``/status`` and ``/metrics``."""
 
+Rows = list[tuple[BatchingSink, list]]
+"""What one input record gives each sink."""
 
-async def drain(stream, sinks: Iterable[BatchingSink],
+
+async def drain(name: str, stream, sinks: Iterable[BatchingSink],
                 add: Callable[[EventT], None]) -> None:
-    """Feed each batch of ``stream`` to ``add``, then flush every sink before the batch is acked."""
+    """Feed each batch of ``stream`` to ``add``, then flush every sink; acknowledge the batch
+    once all are written (a cancelled flush leaves it unacknowledged)."""
     sinks = list(sinks)
-    async for batch in stream.take_events(cfg.sink_batch_size, within=cfg.sink_flush_s):
-        for event in batch:
-            add(event)
-        for sink in sinks:
-            await sink.flush()
+    try:
+        async for batch in applied_batches(stream, cfg.sink_batch_size, cfg.sink_flush_s):
+            for event in batch:
+                add(event)
+            for sink in sinks:
+                await sink.flush()
+            batch.applied()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        exit_on_agent_failure(name, exc)
 
 
 def _ms(event: EventT):
     return from_us(int(event.message.timestamp * 1_000_000))
 
 
+def source_of(event: EventT, raw: bytes | None = None) -> RejectSource:
+    m = event.message
+    return RejectSource(m.topic, m.partition, m.offset, m.value or b"" if raw is None else raw,
+                        _ms(event))
+
+
+def add_rows(source: RejectSource, build: Callable[[], Rows], refused_to: BatchingSink) -> None:
+    """Buffer the rows ``build`` makes of one input record; one it cannot make rows of is
+    refused (filed by ``refused_to``), and the records around it go on."""
+    try:
+        parts = build()
+    except Exception as exc:
+        refused_to.add_refused(source, f"could not be read: {describe(exc)}")
+        return
+    for sink, rows in parts:
+        sink.add_item(rows, source)
+
+
+def each_value(event: EventT, build: Callable[[dict], Rows], refused_to: BatchingSink) -> None:
+    """The values a grouped message holds (a JSON list), each an input record of its own."""
+    try:
+        values = orjson.loads(event.message.value)
+    except orjson.JSONDecodeError as exc:
+        refused_to.add_refused(source_of(event), f"could not be read: {describe(exc)}")
+        return
+    for value in values:
+        add_rows(source_of(event, orjson.dumps(value)), lambda: build(value), refused_to)
+
+
+def log_key(key) -> str | None:
+    """The record key as ``dpu_log`` keeps it: text PostgreSQL can store, else none (the raw
+    value is kept whatever it holds)."""
+    if not isinstance(key, bytes):
+        return key
+    try:
+        text = key.decode()
+    except UnicodeDecodeError:
+        return None
+    return text if "\x00" not in text else None
+
+
 @app.agent(events_log, name="sink-dpu-log")
 async def sink_dpu_log(stream):
     def add(event: EventT) -> None:
         m = event.message
-        key = m.key.decode(errors="replace") if isinstance(m.key, bytes) else m.key
-        log_sink.add(("log", (m.topic, m.partition, m.offset, _ms(event), key, m.value or b"")))
-    await drain(stream, [log_sink], add)
+        add_rows(source_of(event), lambda: [(log_sink, [("log", (
+            m.topic, m.partition, m.offset, _ms(event), log_key(m.key), m.value or b""))])],
+            log_sink)
+    await drain("sink-dpu-log", stream, [log_sink], add)
+
+
+def telemetry_rows(t: dict) -> Rows:
+    if t["k"] == "reattributed":
+        end = from_us(t["end"]) if t["end"] is not None else None
+        return [(telemetry_sink, [("reattributed", (
+            t["door"], from_us(t["pat"]), orjson.dumps(t["sp"]).decode(), t["dpu"],
+            from_us(t["start"]), end, end))])]
+    net = t["ins"] - t["outs"]
+    return [(telemetry_sink, [("dpu", (t["dpu"],)), ("telemetry", (
+        t["dpu"], from_us(t["ts"]), t["dir"], t["eid"], t["ins"], t["outs"], net, t["door"],
+        from_us(t["pat"]) if t["pat"] is not None else None, orjson.dumps(t["sp"]).decode(),
+        t["src"][0], t["src"][1], from_us(t["kts"])))]),
+        (dpu_mirror, [dpu_change(t["dpu"], t["ins"], t["outs"], t["ts"])])]
 
 
 @app.agent(telemetry, name="sink-telemetry")
 async def sink_telemetry(stream):
-    def add(event: EventT) -> None:
-        for t in orjson.loads(event.message.value):
-            add_telemetry(t)
+    await drain("sink-telemetry", stream, [telemetry_sink, dpu_mirror],
+                lambda event: each_value(event, telemetry_rows, telemetry_sink))
 
-    def add_telemetry(t: dict) -> None:
-        if t["k"] == "reattributed":
-            end = from_us(t["end"]) if t["end"] is not None else None
-            telemetry_sink.add(("reattributed", (
-                t["door"], from_us(t["pat"]), orjson.dumps(t["sp"]).decode(), t["dpu"],
-                from_us(t["start"]), end, end)))
-            return
-        net = t["ins"] - t["outs"]
-        telemetry_sink.add(("dpu", (t["dpu"],)))
-        telemetry_sink.add(("telemetry", (
-            t["dpu"], from_us(t["ts"]), t["dir"], t["eid"], t["ins"], t["outs"], net, t["door"],
-            from_us(t["pat"]) if t["pat"] is not None else None, orjson.dumps(t["sp"]).decode(),
-            t["src"][0], t["src"][1], from_us(t["kts"]))))
-        dpu_mirror.add(dpu_change(t["dpu"], t["ins"], t["outs"], t["ts"]))
-    await drain(stream, [telemetry_sink, dpu_mirror], add)
+
+def count_rows(c: dict) -> Rows:
+    if c["k"] in ("e", "c"):
+        code, partition, offset, seq = c["src"]
+        rows = [("count", (c["space"], from_us(c["ts"]), c["dpu"], c["d"], c["en"], c["ex"],
+                           c["count"], c["counted"], code, partition, offset, seq))]
+    else:
+        rows = [("space", (c["space"],))]
+    return [(space_count_sink, rows), (space_mirror, [space_change(c["space"], c["count"],
+                                                                   c["at"])])]
 
 
 @app.agent(space_counts, name="sink-space-counts")
 async def sink_space_counts(stream):
-    def add(event: EventT) -> None:
-        for c in orjson.loads(event.message.value):
-            add_count(c)
+    await drain("sink-space-counts", stream, [space_count_sink, space_mirror],
+                lambda event: each_value(event, count_rows, space_count_sink))
 
-    def add_count(c: dict) -> None:
-        if c["k"] in ("e", "c"):
-            code, partition, offset, seq = c["src"]
-            space_count_sink.add(("count", (
-                c["space"], from_us(c["ts"]), c["dpu"], c["d"], c["en"], c["ex"], c["count"],
-                c["counted"], code, partition, offset, seq)))
-        else:
-            space_count_sink.add(("space", (c["space"],)))
-        space_mirror.add(space_change(c["space"], c["count"], c["at"]))
-    await drain(stream, [space_count_sink, space_mirror], add)
+
+def reject_rows_of(event: EventT) -> Rows:
+    m = event.message
+    headers = {k: v.decode(errors="replace") for k, v in (m.headers or [])}
+    src_ts = headers.get("source_timestamp_ms")
+    return [(rejects_sink, [("reject", (
+        headers.get("source_topic", m.topic), int(headers.get("source_partition", m.partition)),
+        int(headers.get("source_offset", m.offset)),
+        printable(headers.get("reason", "rejected")), m.value or b"",
+        from_us(int(src_ts) * 1000) if src_ts else _ms(event)))])]
 
 
 @app.agent(dead_letter, name="sink-rejects")
 async def sink_rejects(stream):
-    def add(event: EventT) -> None:
-        m = event.message
-        headers = {k: v.decode(errors="replace") for k, v in (m.headers or [])}
-        src_ts = headers.get("source_timestamp_ms")
-        rejects_sink.add(("reject", (
-            headers.get("source_topic", m.topic), int(headers.get("source_partition", m.partition)),
-            int(headers.get("source_offset", m.offset)), headers.get("reason", "rejected"),
-            m.value or b"", from_us(int(src_ts) * 1000) if src_ts else _ms(event))))
-    await drain(stream, [rejects_sink], add)
+    await drain("sink-rejects", stream, [rejects_sink],
+                lambda event: add_rows(source_of(event), lambda: reject_rows_of(event),
+                                       rejects_sink))
 
 
-def add_placement(event: EventT, p: Placement) -> None:
+def placement_rows(event: EventT, p: Placement) -> Rows:
     at = from_us(p.installed_at)
     m = event.message
-    placements_sink.add(("dpu", (p.dpu_id,)))
+    rows: list = [("dpu", (p.dpu_id,))]
     if p.doorway_id:
-        placements_sink.add(("doorway", (p.doorway_id,)))
-    placements_sink.add(("placement", (p.dpu_id, at, p.doorway_id,
-                                       orjson.dumps(p.to_json()["spaces"]).decode(),
-                                       m.partition, m.offset)))
+        rows.append(("doorway", (p.doorway_id,)))
+    rows.append(("placement", (p.dpu_id, at, p.doorway_id,
+                               orjson.dumps(p.to_json()["spaces"]).decode(),
+                               m.partition, m.offset)))
     kept = (p.dpu_id, at, m.offset)
-    placements_sink.add(("clear", (p.dpu_id, at, *kept)))
+    rows.append(("clear", (p.dpu_id, at, *kept)))
     for s in p.spaces:
-        placements_sink.add(("space", (s.space_id,)))
-        placements_sink.add(("location", (p.dpu_id, s.space_id, p.doorway_id, at, s.direction,
-                                          *kept)))
-    placements_sink.add(("refresh", (p.dpu_id, p.dpu_id)))
+        rows.append(("space", (s.space_id,)))
+        rows.append(("location", (p.dpu_id, s.space_id, p.doorway_id, at, s.direction, *kept)))
+    rows.append(("refresh", (p.dpu_id, p.dpu_id)))
+    return [(placements_sink, rows)]
 
 
 @app.agent(placements_in, name="sink-placements")
 async def sink_placements(stream):
-    def add(event: EventT) -> None:
+    def build(event: EventT) -> Rows:
         p = parse_placement(event.message.value or b"", max_bytes=cfg.max_record_bytes)
-        if not isinstance(p, Reject):  # the counting agent dead-letters rejects
-            add_placement(event, p)
-    await drain(stream, [placements_sink], add)
+        return [] if isinstance(p, Reject) else placement_rows(event, p)  # counting files it
+
+    await drain("sink-placements", stream, [placements_sink],
+                lambda event: add_rows(source_of(event), lambda: build(event), placements_sink))
+
+
+def reset_rows(event: EventT) -> Rows:
+    r = parse_reset(event.message.value or b"", max_bytes=cfg.max_record_bytes)
+    if isinstance(r, Reset):
+        rows = [("space", (r.space_id,)), ("reset", (r.space_id, from_us(r.at), r.count)),
+                ("dirty", (r.space_id, from_us(r.at)))]
+    elif isinstance(r, DailyReset):
+        rows = [("space", (r.space_id,)),
+                ("daily_off", (r.space_id,)) if r.time is None
+                else ("daily", (r.space_id, r.time, r.tz, r.count))]
+    else:
+        return []  # the counting agent files rejects
+    return [(resets_sink, rows)]
 
 
 @app.agent(resets_in, name="sink-resets")
 async def sink_resets(stream):
-    def add(event: EventT) -> None:
-        r = parse_reset(event.message.value or b"", max_bytes=cfg.max_record_bytes)
-        if isinstance(r, Reset):
-            resets_sink.add(("space", (r.space_id,)))
-            resets_sink.add(("reset", (r.space_id, from_us(r.at), r.count)))
-            resets_sink.add(("dirty", (r.space_id, from_us(r.at))))
-        elif isinstance(r, DailyReset):
-            resets_sink.add(("space", (r.space_id,)))
-            if r.time is None:
-                resets_sink.add(("daily_off", (r.space_id,)))
-            else:
-                resets_sink.add(("daily", (r.space_id, r.time, r.tz, r.count)))
-    await drain(stream, [resets_sink], add)
+    await drain("sink-resets", stream, [resets_sink],
+                lambda event: add_rows(source_of(event), lambda: reset_rows(event),
+                                       resets_sink))

@@ -1,9 +1,14 @@
 """The sink contract: ``add`` buffers, ``flush`` writes the whole buffer idempotently.
 
-A flush that fails on an outage is retried with capped exponential backoff until it succeeds, so
-the agent that feeds a sink only acknowledges its records (and Kafka only commits their offsets)
-once they are written: nothing is lost while a database is down, and since every write is an
-upsert keyed by the record's source, nothing is doubled when records are delivered again.
+A flush tells two kinds of failure apart. A transient one (the connection lost, the server
+shutting down or out of resources) is retried with capped exponential backoff until it
+succeeds, so the agent that feeds a sink only acknowledges its records (and Kafka only commits
+their offsets) once they are written: nothing is lost while a database is down, and since every
+write is an upsert keyed by the record's source, nothing is doubled when records are delivered
+again. A permanent one (the data itself is refused: a text PostgreSQL cannot store, a number
+out of range, a constraint) would fail every retry and stall the pipeline for good: the batch
+is split until the refused input record is alone, the others are written, and that one is
+filed in ``dpu_rejects`` with the reason.
 """
 
 from __future__ import annotations
@@ -12,14 +17,43 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, Sequence, TypeVar
 
 from pipeline.metrics import metrics
 
 log = logging.getLogger(__name__)
 
 Row = TypeVar("Row")
+
+
+@dataclass(frozen=True, slots=True)
+class RejectSource:
+    """The input record a sink's rows came from: where it is filed if it cannot be written."""
+
+    topic: str
+    """Kafka topic of the record."""
+    partition: int
+    """Its partition."""
+    offset: int
+    """Its offset."""
+    raw: bytes
+    """The record's value (or the part of it that could not be written)."""
+    kafka_ts: datetime | None = None
+    """The record's Kafka timestamp."""
+
+
+@dataclass(slots=True)
+class Item(Generic[Row]):
+    """The rows one input record gives a sink: written together, or refused together."""
+
+    rows: list[Row]
+    """Rows to write."""
+    source: RejectSource | None
+    """Where the record came from; None when it cannot be filed (it is logged then)."""
+    refused: str | None = None
+    """Why the record cannot be written at all (its rows could not even be built)."""
 
 
 @dataclass
@@ -33,37 +67,88 @@ class SinkStats:
     pending: int = 0
     """Rows buffered and not yet written."""
     last_error: str | None = None
-    """The latest failure, cleared by the next success."""
+    """The latest transient failure, cleared by the next success."""
+    rejected: int = 0
+    """Input records refused for good and filed in ``dpu_rejects``."""
+    last_rejected: str | None = None
+    """Why the latest one was refused."""
+
+
+class PermanentFailure(Exception):
+    """Writing these rows fails whatever the retries: the data itself is refused."""
 
 
 class BatchingSink(ABC, Generic[Row]):
-    """Buffer rows, write them in one idempotent batch, retry outages with backoff."""
+    """Buffer rows, write them in one idempotent batch, retry outages, refuse bad records."""
 
     name = "sink"
     initial_backoff_s = 0.1
     max_backoff_s = 5.0
+    permanent_errors: tuple[type[BaseException], ...] = (ValueError, TypeError, OverflowError)
+    """Errors that say the rows themselves cannot be written (no retry can help)."""
 
     def __init__(self) -> None:
-        self._buffer: list[Row] = []
+        self._buffer: list[Item[Row]] = []
+        self._pending_rows = 0
         self.stats = SinkStats()
 
-    def add(self, row: Row) -> None:
-        self._buffer.append(row)
-        self.stats.pending = len(self._buffer)
+    def add(self, row: Row, source: RejectSource | None = None) -> None:
+        """Buffer one row, an input record of its own."""
+        self.add_item([row], source)
+
+    def add_item(self, rows: list[Row], source: RejectSource | None) -> None:
+        """Buffer the rows of one input record."""
+        self._buffer.append(Item(rows, source))
+        self._pending_rows += len(rows)
+        self.stats.pending = self._pending_rows
+
+    def add_refused(self, source: RejectSource | None, reason: str) -> None:
+        """An input record whose rows could not be built: filed as a reject at the next flush."""
+        self._buffer.append(Item([], source, reason))
 
     async def flush(self) -> None:
         if not self._buffer:
             return
+        items = self._buffer
+        refused: list[tuple[Item[Row], str]] = [(i, i.refused) for i in items if i.refused]
+        await self._write_splitting([i for i in items if not i.refused], refused)
+        if refused:
+            await self._file(refused)
+        self.stats.batches += 1
+        self.stats.rows += self._pending_rows
+        self._buffer = []
+        self._pending_rows = 0
+        self.stats.pending = 0
+
+    async def _write_splitting(self, items: list[Item[Row]],
+                               refused: list[tuple[Item[Row], str]]) -> None:
+        """Write ``items``; on a permanent failure, halves of them, down to the refused one."""
+        if not items:
+            return
+        try:
+            await self._retrying(self.write, [row for item in items for row in item.rows])
+        except PermanentFailure as exc:
+            if len(items) == 1:
+                refused.append((items[0], str(exc)))
+                return
+            half = len(items) // 2
+            await self._write_splitting(items[:half], refused)
+            await self._write_splitting(items[half:], refused)
+
+    async def _retrying(self, write, rows) -> None:
+        """``await write(rows)``, retried with backoff until it succeeds or fails for good."""
         backoff = self.initial_backoff_s
         while True:
             started = time.perf_counter()
             try:
-                await self.write(self._buffer)
+                await write(rows)
             except asyncio.CancelledError:
                 raise
+            except self.permanent_errors as exc:  # its transaction was rolled back
+                raise PermanentFailure(describe(exc)) from exc
             except Exception as exc:  # an outage or a bad connection: retry, never drop
                 self.stats.failures += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}".strip()[:300]
+                self.stats.last_error = describe(exc)
                 log.warning("%s: write failed (%s), retrying in %.1fs",
                             self.name, self.stats.last_error, backoff)
                 await self.reset()
@@ -71,19 +156,54 @@ class BatchingSink(ABC, Generic[Row]):
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue
             metrics.observe_ms("sink_write", (time.perf_counter() - started) * 1000)
-            self.stats.batches += 1
-            self.stats.rows += len(self._buffer)
             self.stats.last_error = None
-            self._buffer.clear()
-            self.stats.pending = 0
             return
+
+    async def _file(self, refused: list[tuple[Item[Row], str]]) -> None:
+        """File refused records in ``dpu_rejects`` (where the sink has one), and count them."""
+        for item, reason in refused:
+            self.stats.rejected += 1
+            self.stats.last_rejected = reason
+            metrics.inc("sink_rejects")
+            src = item.source
+            log.warning("%s: refused %s: %s", self.name,
+                        f"{src.topic}[{src.partition}]@{src.offset}" if src else "a record",
+                        reason)
+        sources = [(item.source, f"{self.name} sink: {reason}")
+                   for item, reason in refused if item.source is not None]
+        if not sources:
+            return
+        try:
+            await self._retrying(self.write_rejects, sources)
+        except PermanentFailure as exc:  # nothing more can be kept of them than the log line
+            log.error("%s: could not file %d rejects: %s", self.name, len(sources), exc)
 
     @abstractmethod
     async def write(self, rows: list[Row]) -> None:
         """Write every row; must be idempotent (rows may have been written before)."""
+
+    async def write_rejects(self, rejects: list[tuple[RejectSource, str]]) -> None:
+        """File refused input records with their reasons; a sink without a table logs them."""
 
     async def reset(self) -> None:
         """Drop connections after a failure; the next write reconnects."""
 
     async def close(self) -> None:
         await self.reset()
+
+
+def describe(exc: BaseException) -> str:
+    """One line about an error, for logs, ``/status`` and ``dpu_rejects``."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text[:300]
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped: any text PostgreSQL can store."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
+def reject_rows(sources: Sequence[tuple[RejectSource, str]]) -> list[tuple]:
+    """Rows of ``dpu_rejects`` for refused records."""
+    return [(s.topic, s.partition, s.offset, printable(reason), s.raw, s.kafka_ts)
+            for s, reason in sources]

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import psycopg
 
-from sinks.base import BatchingSink
+from sinks.base import BatchingSink, RejectSource, reject_rows
 
 Statement = tuple[str, Sequence[Any]]
 """A statement key and its parameters."""
@@ -32,13 +32,23 @@ class CopyMerge:
     """SQL that moves the staged rows into place."""
 
 
+REJECT = ("INSERT INTO dpu_rejects (source_topic, source_partition, source_offset, reason, raw, "
+          "kafka_ts) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
+"""Files one refused input record (the first reason given for a record is kept)."""
+
+
 class PostgresSink(BatchingSink[Statement]):
     """Writes rows to PostgreSQL with a fixed set of parameterized statements.
 
     ``statements`` maps a key to SQL with ``%s`` placeholders (run with ``executemany``, pipelined
     by psycopg) or to a :class:`CopyMerge`. ``add((key, params))`` queues one row. A flush runs the
-    statements in their declared order, in one transaction.
+    statements in their declared order, in one transaction. Rows PostgreSQL refuses as data
+    (class 22 and 23 errors: data exceptions, constraint violations) fail for good; every other
+    error is taken for an outage and retried.
     """
+
+    permanent_errors = BatchingSink.permanent_errors + (psycopg.DataError,
+                                                        psycopg.IntegrityError)
 
     def __init__(self, name: str, database_url: str,
                  statements: dict[str, str | CopyMerge]) -> None:
@@ -80,6 +90,12 @@ class PostgresSink(BatchingSink[Statement]):
             for row in rows:
                 await copy.write_row(row)
         await cur.execute(stmt.merge)
+
+    async def write_rejects(self, rejects: list[tuple[RejectSource, str]]) -> None:
+        conn = await self._connection()
+        async with conn.transaction():
+            async with conn.cursor() as cur:
+                await cur.executemany(REJECT, reject_rows(rejects))
 
     async def reset(self) -> None:
         conn, self._conn = self._conn, None

@@ -37,7 +37,8 @@ class StatusView(View):
         lag = consumer_lag()
         sinks = {s.name if s.name != "redis" else f"redis-{i}": {
             "pending": s.stats.pending, "batches": s.stats.batches, "rows": s.stats.rows,
-            "failures": s.stats.failures, "last_error": s.stats.last_error}
+            "failures": s.stats.failures, "last_error": s.stats.last_error,
+            "rejected": s.stats.rejected, "last_rejected": s.stats.last_rejected}
             for i, s in enumerate(SINKS)}
         backlog = sum(s.stats.pending for s in SINKS)
         # Ready: in the group, not rebalancing, tables recovered (it may own no partition when
@@ -54,5 +55,6 @@ class MetricsView(View):
         gauges = {"consumer_lag": float(sum(consumer_lag().values())),
                   "sink_backlog": float(sum(s.stats.pending for s in SINKS)),
                   "sink_batches": float(sum(s.stats.batches for s in SINKS)),
-                  "sink_failures": float(sum(s.stats.failures for s in SINKS))}
+                  "sink_failures": float(sum(s.stats.failures for s in SINKS)),
+                  "sink_rejected": float(sum(s.stats.rejected for s in SINKS))}
         return self.text(metrics.render(gauges), content_type="text/plain; version=0.0.4")
