@@ -24,7 +24,6 @@ from pipeline.settings import Settings
 from pipeline.topics import admin_client, ensure_topics
 
 DERIVED = (topics.SPACE_DELTAS, topics.TELEMETRY, topics.SPACE_COUNTS, topics.DEAD_LETTER)
-TABLES = ("dpus", "dpu-days", "event-ids", "spaces", "space-days", "daily-resets")
 
 
 class ReplayRefused(RuntimeError):
@@ -53,7 +52,7 @@ async def replay(settings: Settings, say=print, from_log: bool = False) -> list[
             await republish_from_log(settings, say)
         existing = set(await admin.list_topics())
         doomed = [settings.topic(n) for n in DERIVED] + \
-            [f"{settings.app_id}-{t}-changelog" for t in TABLES]
+            [topics.changelog(settings, t) for t in topics.TABLES]
         doomed = [t for t in doomed if t in existing]
         say(f"deleting {len(doomed)} derived topics and changelogs")
         await delete_topics(admin, doomed)

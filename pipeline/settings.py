@@ -78,6 +78,11 @@ class Settings:
     """How often the worker commits consumer offsets."""
     session_timeout_s: float = 30.0
     """How long the group waits for a silent worker before moving its partitions elsewhere."""
+    replication_factor: int = 1
+    """Replicas of every topic the pipeline or Faust creates (1 suits a single dev broker)."""
+    min_insync_replicas: int = 1
+    """``min.insync.replicas`` of those topics: with ``acks=all``, writes fail rather than land
+    on fewer replicas."""
     kafka_extra: Mapping[str, str] = field(default_factory=dict)
     """``DPU_KAFKA_*`` passthrough settings (SASL/TLS), lower-cased without the prefix."""
 
@@ -124,6 +129,8 @@ class Settings:
             "DPU_COUNT_BATCH_S": str(self.count_batch_s),
             "DPU_COMMIT_INTERVAL_S": str(self.commit_interval_s),
             "DPU_SESSION_TIMEOUT_S": str(self.session_timeout_s),
+            "DPU_REPLICATION_FACTOR": str(self.replication_factor),
+            "DPU_MIN_INSYNC_REPLICAS": str(self.min_insync_replicas),
         }
         env.update({f"DPU_KAFKA_{k.upper()}": v for k, v in self.kafka_extra.items()})
         return env
@@ -152,6 +159,8 @@ class Settings:
             count_batch_s=_float(env, "DPU_COUNT_BATCH_S", d.count_batch_s),
             commit_interval_s=_float(env, "DPU_COMMIT_INTERVAL_S", d.commit_interval_s),
             session_timeout_s=_float(env, "DPU_SESSION_TIMEOUT_S", d.session_timeout_s),
+            replication_factor=_int(env, "DPU_REPLICATION_FACTOR", d.replication_factor),
+            min_insync_replicas=_int(env, "DPU_MIN_INSYNC_REPLICAS", d.min_insync_replicas),
             kafka_extra={
                 k[len("DPU_KAFKA_"):].lower(): v
                 for k, v in env.items()

@@ -32,6 +32,21 @@ SPACE_COUNTS = "space-counts"
 
 ALL = (EVENTS, PLACEMENTS, RESETS, DEAD_LETTER, SPACE_DELTAS, TELEMETRY, SPACE_COUNTS)
 
+TABLES = ("dpus", "dpu-days", "event-ids", "spaces", "space-days", "daily-resets")
+"""The worker's Faust tables; each has a compacted changelog topic."""
+
+
+def changelog(settings: Settings, table: str) -> str:
+    """The changelog topic Faust keeps ``table`` in."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
+def topic_configs(settings: Settings, compacted: bool = False) -> dict[str, str]:
+    configs = {"min.insync.replicas": str(settings.min_insync_replicas)}
+    if compacted:
+        configs["cleanup.policy"] = "compact"
+    return configs
+
 
 class BrokerUnavailable(RuntimeError):
     """The Kafka broker could not be reached."""
@@ -53,20 +68,27 @@ async def admin_client(settings: Settings, timeout_s: float = 15) -> AIOKafkaAdm
     return admin
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the missing pipeline topics; returns the names created."""
+async def ensure_topics(settings: Settings, changelogs: bool = False) -> list[str]:
+    """Create the missing pipeline topics (and with ``changelogs`` the tables' changelog topics,
+    which a worker needs listed before it joins its group: Faust's assignor leaves out a
+    changelog it does not see yet, and every write to that table then fails); returns the names
+    created. Replication follows the settings."""
+    wanted = {settings.topic(n): False for n in ALL}
+    if changelogs:
+        wanted.update({changelog(settings, t): True for t in TABLES})
     admin = await admin_client(settings)
     try:
         existing = set(await admin.list_topics())
-        wanted = [settings.topic(n) for n in ALL]
         missing = [n for n in wanted if n not in existing]
         if missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(n, settings.partitions, 1) for n in missing])
+                    [NewTopic(n, settings.partitions, settings.replication_factor,
+                              topic_configs=topic_configs(settings, wanted[n]))
+                     for n in missing])
             except TopicAlreadyExistsError:
                 pass  # another process created it meanwhile
-        await _until_listed(admin, wanted, settings.partitions)
+        await _until_listed(admin, list(wanted), settings.partitions)
         return missing
     finally:
         await admin.close()

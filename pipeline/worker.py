@@ -36,7 +36,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     use(settings)
     drop_store_after_crash(settings)
-    asyncio.run(ensure_topics(settings))
+    asyncio.run(ensure_topics(settings, changelogs=True))
     migrate(settings.database_url)
 
     # Import order matters: the settings above configure the app these modules attach to.
