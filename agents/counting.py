@@ -8,9 +8,15 @@ by ``space_id``) and keeps each space's realtime count.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from typing import Iterator
+
 import orjson
 from faust.types import EventT
 
+from agents.batching import applied_batches, exit_on_agent_failure
+from agents.ownership import Ownership
 from pipeline import topics
 from pipeline.app import app, cfg
 from pipeline.messages import json_arrays
@@ -34,33 +40,67 @@ OUTPUTS = {name: app.topic(cfg.topic(name), **_RAW)
 telemetry, space_counts = OUTPUTS[counting.TELEMETRY], OUTPUTS[counting.COUNTS]
 
 EVENTS_TOPIC = cfg.topic(topics.EVENTS)
+PLACEMENTS_TOPIC = cfg.topic(topics.PLACEMENTS)
 RESETS_TOPIC = cfg.topic(topics.RESETS)
+log = logging.getLogger(__name__)
+ownership = Ownership(app, cfg.session_timeout_s)
 
 
 class Outbox:
-    """Records to send for one batch, one Kafka message per destination and key.
+    """Records to send for one batch: outputs one Kafka message per destination and key, and
+    dead letters.
 
     A message carries the list of values for its key in order: far fewer messages than records,
     and the per-key order (all that the next stage relies on) is kept. A long list goes as
-    several messages, in order, each below Kafka's size limit.
+    several messages, in order, each below Kafka's size limit. Nothing is sent before ``send``,
+    so a batch given up sends nothing.
     """
 
     def __init__(self) -> None:
         self.groups: dict[tuple[str, str], list] = {}
+        self.dead: list[tuple[EventT, str]] = []
+        self._added: list[tuple[str, str]] = []
+        """Groups appended to since ``begin``, in order, so a record's outputs can be undone."""
+
+    def begin(self) -> None:
+        """A record starts: what it adds can be taken back with ``undo_record``."""
+        self._added = []
+        self._dead_before = len(self.dead)
+
+    def undo_record(self) -> None:
+        for group in reversed(self._added):
+            values = self.groups[group]
+            values.pop()
+            if not values:
+                del self.groups[group]
+        del self.dead[self._dead_before:]
+        self._added = []
 
     def add(self, outcome: counting.Outcome) -> None:
         for out in outcome.out:
-            self.groups.setdefault((out.topic, out.key), []).append(out.value)
+            group = (out.topic, out.key)
+            self.groups.setdefault(group, []).append(out.value)
+            self._added.append(group)
         if outcome.duplicate:
             metrics.inc("duplicates")
         if outcome.redelivered:
             metrics.inc("redelivered")
 
+    def reject(self, event: EventT, reason: str) -> None:
+        self.dead.append((event, reason))
+
     def send(self) -> None:
         for (topic, key), values in self.groups.items():
             for value in json_arrays(values):  # in order, to the key's one partition
                 OUTPUTS[topic].send_soon(key=key.encode(), value=value)
+        for event, reason in self.dead:
+            send_dead_letter(event, reason)
+        self.discard()
+
+    def discard(self) -> None:
         self.groups.clear()
+        self.dead.clear()
+        self._added = []
 
 
 def send_dead_letter(event: EventT, reason: str) -> None:
@@ -84,12 +124,12 @@ def _key(event: EventT) -> str | None:
         return None
 
 
-def _right_key(event: EventT, expected: str, field: str) -> bool:
+def _right_key(outbox: Outbox, event: EventT, expected: str, field: str) -> bool:
     if _key(event) == expected:
         return True
     # The state of an id lives in the partition its key hashes to: a record keyed otherwise
     # would be counted apart from the rest of its id's history.
-    send_dead_letter(event, f"record key must equal {field} {expected!r}")
+    outbox.reject(event, f"record key must equal {field} {expected!r}")
     return False
 
 
@@ -98,15 +138,22 @@ def _source(event: EventT) -> counting.Source:
     return counting.Source(msg.partition, msg.offset, int(msg.timestamp * 1_000_000))
 
 
+def sent_at(event: EventT, now: int) -> int:
+    """The wall clock when the record was sent (its Kafka timestamp), that instants are checked
+    against: a replay then refuses and accepts exactly what the first count did."""
+    ts = int(event.message.timestamp * 1_000_000)
+    return ts if ts > 0 else now
+
+
 def count_dpu_record(db: BatchStore, outbox: Outbox, event: EventT, now: int) -> None:
     msg = event.message
     raw = msg.value or b""
     if msg.topic == EVENTS_TOPIC:
-        parsed = parse_event(raw, now_us=now, max_bytes=cfg.max_record_bytes,
+        parsed = parse_event(raw, now_us=sent_at(event, now), max_bytes=cfg.max_record_bytes,
                              max_future_s=cfg.max_future_s)
         if isinstance(parsed, Reject):
-            send_dead_letter(event, parsed.reason)
-        elif _right_key(event, parsed.dpu_id, "dpu_id"):
+            outbox.reject(event, parsed.reason)
+        elif _right_key(outbox, event, parsed.dpu_id, "dpu_id"):
             outcome = counting.on_event(db, parsed, _source(event))
             if not (outcome.redelivered or outcome.duplicate):
                 metrics.inc("events")  # counted once, as the events themselves are
@@ -114,8 +161,8 @@ def count_dpu_record(db: BatchStore, outbox: Outbox, event: EventT, now: int) ->
     else:
         placement = parse_placement(raw, max_bytes=cfg.max_record_bytes)
         if isinstance(placement, Reject):
-            send_dead_letter(event, placement.reason)
-        elif _right_key(event, placement.dpu_id, "dpu_id"):
+            outbox.reject(event, placement.reason)
+        elif _right_key(outbox, event, placement.dpu_id, "dpu_id"):
             outbox.add(counting.on_placement(db, placement, _source(event)))
 
 
@@ -124,8 +171,8 @@ def count_space_record(db: BatchStore, outbox: Outbox, event: EventT, now: int) 
     if msg.topic == RESETS_TOPIC:
         reset = parse_reset(msg.value or b"", max_bytes=cfg.max_record_bytes)
         if isinstance(reset, Reject):
-            send_dead_letter(event, reset.reason)
-        elif _right_key(event, reset.space_id, "space_id"):
+            outbox.reject(event, reset.reason)
+        elif _right_key(outbox, event, reset.space_id, "space_id"):
             outbox.add(counting.on_reset(db, reset, _source(event), now))
     else:
         space_id = _key(event)
@@ -134,32 +181,125 @@ def count_space_record(db: BatchStore, outbox: Outbox, event: EventT, now: int) 
                 outbox.add(counting.on_delta(db, space_id, delta, now))
 
 
-async def count_in_batches(stream, handle) -> None:
+def placement_of(event: EventT) -> str | None:
+    """The DPU a placement record is keyed by; None for any other record."""
+    return _key(event) if event.message.topic == PLACEMENTS_TOPIC else None
+
+
+def segments(batch: list[EventT], placement_of) -> Iterator[tuple[list[EventT], bool]]:
+    """The batch cut so that a placement shares no segment with another record of its DPU.
+
+    Yields ``(events, placed)``; ``placed`` says the segment holds a placement. Such a segment
+    is counted between two acknowledged states (``count_in_batches``): every earlier record's
+    state is in Kafka before it starts, and its own before the next segment starts. Why: a
+    batch cut short by a kill is read again from its committed offset, and the two input
+    topics may then interleave otherwise. An event counted (its deltas sent) before a
+    placement it falls under, then read again after it, would be sent to the placement's
+    spaces too under the same source ids; a placement counted again without an event it had
+    corrected would number its corrections otherwise. Between acknowledged states, a record
+    read again meets the same placements as the first time, and sends the same records.
+    """
+    current: list[EventT] = []
+    touched: set[str | None] = set()
+    placed: set[str] = set()
+    for event in batch:
+        dpu = placement_of(event)
+        key = dpu if dpu is not None else _key(event)
+        if key in placed or (dpu is not None and key in touched):
+            yield current, bool(placed)
+            current, touched, placed = [], set(), set()
+        current.append(event)
+        touched.add(key)
+        if dpu is not None:
+            placed.add(dpu)
+    if current:
+        yield current, bool(placed)
+
+
+def no_placements(event: EventT) -> None:
+    """For agents whose inputs hold no placements."""
+    return None
+
+
+async def count_in_batches(name: str, stream, handle, placement_of=no_placements,
+                           logs_first: bool = False) -> None:
     """Run ``handle`` on each event of each batch, then send the outputs and write the tables.
 
     Both happen before the batch is acknowledged, and Faust flushes its producer before it commits
     offsets: a batch's state and outputs are in Kafka before its offsets are. Within a batch the
-    outputs and logs are acknowledged before the states are written (see ``BatchStore.flush``).
+    outputs and logs are acknowledged before the states are written (``BatchStore.write_states``).
+    A record whose handling raises is taken back and sent to the dead letters; a batch whose
+    partitions moved to another worker meanwhile is given up (``agents.ownership``).
     """
     db, outbox = BatchStore(), Outbox()
-    async for batch in stream.take_events(cfg.sink_batch_size, within=cfg.count_batch_s):
-        now = now_us()
-        for event in batch:
-            db.use(event)
-            with processing(event):
-                handle(db, outbox, event, now)
-        # Outputs and logs acknowledged before the states: a batch whose state says "applied"
-        # has had every output and log entry delivered, so a redelivered record may rely on
-        # that. The states need no wait: Faust flushes before it commits the batch's offsets.
-        outbox.send()
-        await db.flush()
+    try:
+        async for batch in applied_batches(stream, cfg.sink_batch_size, cfg.count_batch_s):
+            now = now_us()
+            for events, placed in segments(batch, placement_of):
+                if placed:
+                    await app.producer.flush()  # the states written so far acknowledged
+                for event in events:
+                    apply_record(db, outbox, handle, event, now)
+                if not await write(db, outbox, batch, placed, logs_first):
+                    db.discard()
+                    outbox.discard()
+                    break
+            else:
+                batch.applied()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        exit_on_agent_failure(name, exc)
+
+
+def apply_record(db: BatchStore, outbox: Outbox, handle, event: EventT, now: int) -> None:
+    db.use(event)
+    outbox.begin()
+    with processing(event):
+        try:
+            handle(db, outbox, event, now)
+        except Exception as exc:
+            # Its writes and outputs are taken back: the record changes no count, and the
+            # records around it are counted.
+            db.undo_record()
+            outbox.undo_record()
+            log.exception("record %s[%d]@%d could not be counted", event.message.topic,
+                          event.message.partition, event.message.offset)
+            outbox.reject(event, f"could not be counted ({type(exc).__name__}: {exc})"[:500])
+
+
+async def write(db: BatchStore, outbox: Outbox, batch, durable: bool, logs_first: bool) -> bool:
+    """Send the outputs and write the logs, then the states; False if the batch had to be
+    given up (its partitions moved to another worker).
+
+    States come last: one that says a record was applied has its outputs and log entries in
+    Kafka. ``logs_first``: the logs are acknowledged before the outputs go, so that an output
+    delivered by a batch a kill cut short has its log entry (``tables.counting.on_event``
+    finds it). ``durable``: the states are acknowledged too before this returns.
+    """
+    if not await ownership.hold(batch):
+        return False
+    db.write_logs()
+    if logs_first:
+        await app.producer.flush()
+        if not await ownership.hold(batch):
+            return False
+    outbox.send()
+    await app.producer.flush()
+    if not await ownership.hold(batch):
+        return False  # outputs and logs sent: as after a kill, its records come again
+    db.write_states()
+    if durable:
+        await app.producer.flush()
+    return True
 
 
 @app.agent(dpu_inputs, name="count-dpus")
 async def count_dpus(stream):
-    await count_in_batches(stream, count_dpu_record)
+    await count_in_batches("count-dpus", stream, count_dpu_record, placement_of,
+                           logs_first=True)
 
 
 @app.agent(space_inputs, name="count-spaces")
 async def count_spaces(stream):
-    await count_in_batches(stream, count_space_record)
+    await count_in_batches("count-spaces", stream, count_space_record)

@@ -4,7 +4,8 @@ import faust
 
 from pipeline.faust_fixes import (commit_only_past_acknowledged_heads, flush_until_sent,
                                   ignore_acks_from_earlier_generations,
-                                  keep_newer_committed_offsets, no_gaps_from_fetch_jumps)
+                                  keep_newer_committed_offsets, no_gaps_from_fetch_jumps,
+                                  record_heartbeats)
 from pipeline.kafka_auth import faust_credentials
 from pipeline.settings import settings
 
@@ -14,6 +15,7 @@ flush_until_sent()
 commit_only_past_acknowledged_heads()
 no_gaps_from_fetch_jumps()
 ignore_acks_from_earlier_generations()
+record_heartbeats()
 
 app = faust.App(
     cfg.app_id,
@@ -24,6 +26,7 @@ app = faust.App(
     store=cfg.store,
     datadir=str(cfg.store_dir),
     topic_partitions=cfg.partitions,
+    topic_replication_factor=cfg.replication_factor,
     topic_disable_leader=True,
     consumer_auto_offset_reset="earliest",
     broker_commit_interval=cfg.commit_interval_s,

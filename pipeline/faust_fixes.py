@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
@@ -242,3 +243,33 @@ def stalled_partitions(consumer: Consumer) -> dict:
         if low > committed and in_flight.get(tp, low) >= low:
             stalled[tp] = (committed, low)
     return stalled
+
+
+def record_heartbeats() -> None:
+    """Note on the group coordinator when the broker last answered a heartbeat as a member.
+
+    A worker paused past the session timeout (SIGSTOP, a long stall) has lost its partitions
+    when it runs again, but learns so only from its next heartbeat; until then it would write
+    outputs and table states for partitions another worker now owns. Writers wait until a
+    heartbeat answered within the session timeout (``agents.ownership``).
+    """
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+
+    original = GroupCoordinator._do_heartbeat
+    if getattr(original, "records_time", False):
+        return
+
+    async def _do_heartbeat(self: GroupCoordinator) -> bool:
+        sent = time.monotonic()
+        ok = await original(self)
+        if ok:  # also while the group rebalances: the broker still counts it a member
+            self.__dict__["dpu_heartbeat_ok"] = sent
+        return ok
+
+    _do_heartbeat.records_time = True  # type: ignore[attr-defined]
+    GroupCoordinator._do_heartbeat = _do_heartbeat  # type: ignore[method-assign]
+
+
+def last_heartbeat(coordinator) -> float | None:
+    """``time.monotonic()`` when the last heartbeat answered as a member was sent, if any."""
+    return coordinator.__dict__.get("dpu_heartbeat_ok")

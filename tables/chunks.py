@@ -30,10 +30,14 @@ def _key(base: str, chunk: int) -> str:
 def append(db: Store, table: str, base: str, length: int, item: Any) -> None:
     """Append ``item`` to the list ``base`` that has ``length`` items so far."""
     key = _key(base, length // CHUNK)
+    items = list(db.load(table, key) or [])
     # Slots past ``length`` may hold items of a batch whose state was never written (a kill
-    # between the two): they are overwritten, never appended after.
-    items = (db.load(table, key) or [])[:length % CHUNK]
-    items.append(item)
+    # between the two): the slot is overwritten, the ones after it are kept for ``peek``
+    # (the records read again after the kill find there what they sent the first time).
+    if length % CHUNK < len(items):
+        items[length % CHUNK] = item
+    else:
+        items.append(item)
     db.store(table, key, items)
 
 
@@ -45,6 +49,13 @@ def read(db: Store, table: str, base: str, length: int) -> list[Any]:
     # The last chunk may hold items past ``length``, of a batch whose state was never written:
     # they were not counted, and must not be taken for counted ones.
     return out[:length]
+
+
+def peek(db: Store, table: str, base: str, length: int) -> Any:
+    """The item in slot ``length`` of list ``base``: left by a batch whose state was never
+    written (a kill between the two), or None."""
+    items = db.load(table, _key(base, length // CHUNK)) or ()
+    return items[length % CHUNK] if length % CHUNK < len(items) else None
 
 
 def drop(db: Store, table: str, base: str, length: int) -> None:

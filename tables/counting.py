@@ -26,6 +26,9 @@ from tables.space_state import SpaceState
 
 DELTAS, TELEMETRY, COUNTS = "space-deltas", "dpu-telemetry", "space-counts"
 """Destinations of :class:`Out` records (topic names without the prefix)."""
+FIRST_CORRECTION_SEQ = 2
+"""Deltas' ``seq``: 0 and 1 are an event's spaces (or the spaces a placement makes known),
+``2 + offset`` a correction of the event at that offset."""
 
 
 Store = chunks.Store
@@ -87,32 +90,88 @@ def on_event(db: Store, e: DpuEvent, src: Source) -> Outcome:
             return Outcome([], duplicate=True)
         db.store("event-ids", id_key, [src.partition, src.offset])
     placement = state.placements.valid_at(e.ts)
+    now_signs = placement.spaces if placement else ()
+    corrections: list[Out] = []
     if redelivered:
         # Send again exactly what the first delivery sent (its attribution then), so that the
         # next stage drops it as a copy, or applies it if the first copy was lost.
         signs = tuple(SpaceSign(s, d) for s, d in first[4])
     else:
-        signs = placement.spaces if placement else ()
+        signs = now_signs
         state.count_event(e.ts, e.direction)
         # The DPU's own history, so that a placement recorded late can re-attribute this event.
         length = state.days.get(day, 0)
-        chunks.append(db, "dpu-days", log, length, [e.ts, e.direction, src.partition,
-                                                    src.offset, [[s.space_id, s.direction]
-                                                                 for s in signs]])
+        entry = [e.ts, e.direction, src.partition, src.offset,
+                 [[s.space_id, s.direction] for s in signs]]
+        lost = chunks.peek(db, "dpu-days", log, length)
+        if lost is not None and lost[2] == src.partition and lost[3] == src.offset:
+            # Counted by a batch a kill cut short after its deltas went out (its log entry was
+            # written first): those deltas stand, under the attribution of then, and so do
+            # the corrections such a batch sent since. A placement counted meanwhile (the
+            # topics read again in another order) did not see this event: correct it here.
+            signs, entry, corrections = adopt(e, src, lost, now_signs)
+        chunks.append(db, "dpu-days", log, length, entry)
         state.days[day] = length + 1
         state.mark_applied(source, src.offset)
         db.store("dpus", e.dpu_id, state.to_value())
     out = [Out(DELTAS, s.space_id, {"k": "e", "ts": e.ts, "d": e.direction * s.direction,
                                     "dpu": e.dpu_id, "src": ["e", src.partition, src.offset, i]})
-           for i, s in enumerate(signs)]
+           for i, s in enumerate(signs)] + corrections
     out.append(Out(TELEMETRY, e.dpu_id, {
         "k": "event", "src": [src.partition, src.offset], "kts": src.timestamp,
         "dpu": e.dpu_id, "ts": e.ts, "dir": e.direction, "eid": e.event_id,
         "ins": state.ins, "outs": state.outs,
         "door": placement.doorway_id if placement else None,
         "pat": placement.installed_at if placement else None,
-        "sp": [[s.space_id, s.direction] for s in signs]}))
+        "sp": [[s.space_id, s.direction] for s in (signs if redelivered else now_signs)]}))
     return Outcome(out, redelivered=redelivered)
+
+
+def adopt(e: DpuEvent, src: Source, lost: list,
+          now_signs: tuple[SpaceSign, ...]) -> tuple[tuple[SpaceSign, ...], list, list[Out]]:
+    """An event found in its log slot, left there by a batch cut short: the attribution its
+    deltas were sent under, its log entry, and the corrections from there to ``now_signs``.
+
+    The entry keeps the first attribution (what a redelivery sends again) and each one it was
+    corrected to since; correction ``k`` moves the event from attribution ``k`` to ``k + 1``
+    under id ``2 + k``, so every attempt sends the same corrections again and adds only one.
+    """
+    chain = [lost[4], *(lost[5] if len(lost) > 5 else [])]
+    if chain[-1] != [[s.space_id, s.direction] for s in now_signs]:
+        chain.append([[s.space_id, s.direction] for s in now_signs])
+    crossing = [(src.offset, e.ts, int(e.direction > 0), int(e.direction < 0))]
+    corrections = []
+    for k, (before, after) in enumerate(zip(chain, chain[1:])):
+        moved = reattribution(crossing, e.ts, None, _placement(e.dpu_id, before),
+                              _placement(e.dpu_id, after))
+        corrections += correction_deltas(e.dpu_id, moved, {src.offset: e.ts},
+                                         ["e", src.partition, src.offset],
+                                         seq=lambda _: FIRST_CORRECTION_SEQ + k)
+    first = tuple(SpaceSign(s, d) for s, d in chain[0])
+    return first, [*lost[:5], chain[1:]], corrections
+
+
+def _placement(dpu_id: str, signs: list) -> Placement:
+    return Placement(dpu_id, 0, tuple(SpaceSign(s, d) for s, d in signs))
+
+
+def correction_deltas(dpu_id: str, corrections: dict[tuple[str, int], tuple[int, int]],
+                      instants: dict[int, int], source: list,
+                      seq=lambda offset: FIRST_CORRECTION_SEQ + offset) -> list[Out]:
+    """Deltas that move events between spaces, one per (space, event), in time order.
+
+    ``corrections`` maps ``(space_id, event offset)`` to the change of ``(entries, exits)``
+    (``reattribution``); ``source`` is the ``[code, partition, offset]`` of the record that
+    corrects. A placement numbers each delta by the offset of the event it corrects
+    (``seq``): the same correction made again (its record read again after a kill, with more
+    or fewer events counted before it) keeps its id. (A DPU's events and placements share a
+    partition number, so the offset names the event.)
+    """
+    return [Out(DELTAS, space_id, {
+        "k": "c", "ts": instants[offset], "d": entries - exits, "en": entries, "ex": exits,
+        "dpu": dpu_id, "src": [*source, seq(offset)]})
+        for (space_id, offset), (entries, exits) in sorted(
+            corrections.items(), key=lambda c: (instants[c[0][1]], c[0][1], c[0][0]))]
 
 
 def on_placement(db: Store, p: Placement, src: Source) -> Outcome:
@@ -128,16 +187,14 @@ def on_placement(db: Store, p: Placement, src: Source) -> Outcome:
     start, end, before = state.placements.add(p, src.offset)
     state.mark_applied(source, src.offset)
     db.store("dpus", p.dpu_id, state.to_value())
-    crossings = [(ts, int(d > 0), int(d < 0)) for day, n in state.days_between(start, end)
-                 for ts, d, *_ in chunks.read(db, "dpu-days", f"{p.dpu_id}{KEY_SEP}{day}", n)]
-    corrections = reattribution(crossings, start, end, before, p)
-    seq = len(out)
-    for (space_id, ts), (entries, exits) in sorted(corrections.items(),
-                                                   key=lambda c: (c[0][1], c[0][0])):
-        out.append(Out(DELTAS, space_id, {
-            "k": "c", "ts": ts, "d": entries - exits, "en": entries, "ex": exits,
-            "dpu": p.dpu_id, "src": ["p", src.partition, src.offset, seq]}))
-        seq += 1
+    instants: dict[int, int] = {}
+    crossings = []
+    for day, n in state.days_between(start, end):
+        for ts, d, _, offset, *_ in chunks.read(db, "dpu-days", f"{p.dpu_id}{KEY_SEP}{day}", n):
+            instants[offset] = ts
+            crossings.append((offset, ts, int(d > 0), int(d < 0)))
+    out += correction_deltas(p.dpu_id, reattribution(crossings, start, end, before, p),
+                             instants, ["p", src.partition, src.offset])
     # Always, even with nothing to correct: rows written before (a replay) must follow too.
     out.append(Out(TELEMETRY, p.dpu_id, {
         "k": "reattributed", "dpu": p.dpu_id, "start": start, "end": end,

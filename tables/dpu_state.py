@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Hashable, Iterable
 
 from pipeline.models import Placement, SpaceSign
 from pipeline.timeutil import day_of
@@ -159,25 +159,26 @@ def _split(sign: int, ins: int, outs: int) -> tuple[int, int]:
     return 0, 0
 
 
-def reattribution(crossings: Iterable[tuple[int, int, int]], start: int, end: int | None,
-                  before: Placement | None,
-                  after: Placement) -> dict[tuple[str, int], tuple[int, int]]:
+def reattribution(crossings: Iterable[tuple[Hashable, int, int, int]], start: int,
+                  end: int | None, before: Placement | None,
+                  after: Placement) -> dict[tuple[str, Hashable], tuple[int, int]]:
     """Corrections when ``after`` takes over ``[start, end)`` from ``before``.
 
-    ``crossings`` are a DPU's ``(instant, ins, outs)``; those inside the interval were attributed
-    through ``before`` and must now be through ``after``. Returns, per ``(space_id, instant)``,
-    the change of that space's ``(entries, exits)``; its count changes by entries - exits.
+    ``crossings`` are a DPU's ``(key, instant, ins, outs)``; those inside the interval were
+    attributed through ``before`` and must now be through ``after``. Returns, per
+    ``(space_id, key)``, the change of that space's ``(entries, exits)``; its count changes by
+    entries - exits.
     """
     old, new = signs_of(before), signs_of(after)
     changed = [s for s in old.keys() | new.keys() if old.get(s, 0) != new.get(s, 0)]
-    out: dict[tuple[str, int], tuple[int, int]] = {}
-    for ts, ins, outs in crossings:
+    out: dict[tuple[str, Hashable], tuple[int, int]] = {}
+    for key, ts, ins, outs in crossings:
         if ts < start or (end is not None and ts >= end):
             continue
         for space in changed:
             e_old, x_old = _split(old.get(space, 0), ins, outs)
             e_new, x_new = _split(new.get(space, 0), ins, outs)
             if (e_new, x_new) != (e_old, x_old):
-                e, x = out.get((space, ts), (0, 0))
-                out[(space, ts)] = (e + e_new - e_old, x + x_new - x_old)
+                e, x = out.get((space, key), (0, 0))
+                out[(space, key)] = (e + e_new - e_old, x + x_new - x_old)
     return out

@@ -16,7 +16,8 @@ import orjson
 from faust.streams import _current_event
 from faust.types import EventT
 
-from pipeline.app import app
+from pipeline.app import app, cfg
+from pipeline.topics import TABLES as TABLE_NAMES, topic_configs
 
 MEMTABLE_BYTES = 4 << 20
 """RocksDB write buffer per table partition (two of them at most)."""
@@ -46,6 +47,7 @@ TABLES = {
                          "net delta per instant since the latest reset, 'space_id<US>day'"),
     "daily-resets": _table("daily-resets", "DailySchedule per space_id"),
 }
+assert tuple(TABLES) == TABLE_NAMES, "ensure_topics creates the changelogs of TABLE_NAMES"
 dpus, spaces, daily_resets = TABLES["dpus"], TABLES["spaces"], TABLES["daily-resets"]
 LOGS = frozenset({"dpu-days", "event-ids", "space-days", "daily-resets"})
 """Tables whose slots a state value points into (written first)."""
@@ -53,22 +55,29 @@ STATES = frozenset({"dpus", "spaces"})
 """Tables whose values record which source offsets were applied (written last)."""
 
 
+_ABSENT = object()
+
+
 class BatchStore:
     """The tables as a :class:`tables.counting.Store`, written back once per key per batch.
 
     Within a batch a key is decoded once and encoded once, and its changelog gets one record
-    instead of one per event. ``flush`` writes each changed key with the last event that changed
-    it made current, so the write lands in that key's partition.
+    instead of one per event. The changed keys are written in two phases (``write_logs``, then
+    ``write_states``), each key with the last event that changed it made current, so the write
+    lands in that key's partition. A record's writes can be taken back (``undo_record``) and a
+    whole batch's dropped (``discard``) before anything is written.
     """
 
     def __init__(self) -> None:
         self._values: dict[tuple[str, str], Any] = {}
         self._dirty: dict[tuple[str, str], EventT] = {}
         self._event: EventT | None = None
+        self._undo: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def use(self, event: EventT) -> None:
-        """The event whose processing the next writes belong to."""
+        """The event whose processing the next writes belong to (and can be undone)."""
         self._event = event
+        self._undo = {}
 
     def load(self, table: str, key: str) -> Any:
         slot = (table, key)
@@ -77,35 +86,63 @@ class BatchStore:
         return self._values[slot]
 
     def store(self, table: str, key: str, value: Any) -> None:
-        self._values[(table, key)] = value
-        self._dirty[(table, key)] = self._event
+        slot = (table, key)
+        if slot not in self._undo:
+            self._undo[slot] = (self._values.get(slot, _ABSENT), self._dirty.get(slot, _ABSENT))
+        self._values[slot] = value
+        self._dirty[slot] = self._event
 
     def delete(self, table: str, key: str) -> None:
         self.store(table, key, None)
 
-    async def flush(self) -> None:
-        """Write the changed keys: the logs, then the states that say what was applied.
+    def undo_record(self) -> None:
+        """Take back every write of the current event (it failed half-way)."""
+        for slot, (value, event) in self._undo.items():
+            if value is _ABSENT:
+                self._values.pop(slot, None)
+            else:
+                self._values[slot] = value
+            if event is _ABSENT:
+                self._dirty.pop(slot, None)
+            else:
+                self._dirty[slot] = event
+        self._undo = {}
 
-        The logs (and whatever the batch sent before) are acknowledged by Kafka before any state
-        is written. A worker killed in between leaves a state that has not applied the batch
-        (its records come again and rewrite the same log slots) or one whose logs and outputs
-        are all there: never a state marking records applied whose log entries or outputs were
-        lost. The states are flushed with the next batch or before Faust commits offsets.
+    def changed(self) -> bool:
+        return bool(self._dirty)
+
+    def write_logs(self) -> None:
+        """Write the changed logs: the slots states point into (acknowledge them before
+        ``write_states``)."""
+        self._write(LOGS)
+
+    def write_states(self) -> None:
+        """Write the changed states, which say which records were applied, and end the batch.
+
+        Written only once the logs and outputs are acknowledged: a worker killed in between
+        leaves a state that has not applied the batch (its records come again and rewrite the
+        same log slots) or one whose logs and outputs are all there, never a state marking
+        records applied whose log entries or outputs were lost.
         """
-        for phase in (LOGS, STATES):
-            for (table, key), event in self._dirty.items():
-                if table not in phase:
-                    continue
-                value = self._values[(table, key)]
-                with processing(event):
-                    if value is None:
-                        TABLES[table].pop(key.encode(), None)
-                    else:
-                        TABLES[table][key.encode()] = orjson.dumps(value)
-            if phase is LOGS:
-                await app.producer.flush()
+        self._write(STATES)
+        self.discard()
+
+    def discard(self) -> None:
+        """Forget the batch's changes, written or not."""
         self._values.clear()
         self._dirty.clear()
+        self._undo = {}
+
+    def _write(self, phase: frozenset[str]) -> None:
+        for (table, key), event in self._dirty.items():
+            if table not in phase:
+                continue
+            value = self._values[(table, key)]
+            with processing(event):
+                if value is None:
+                    TABLES[table].pop(key.encode(), None)
+                else:
+                    TABLES[table][key.encode()] = orjson.dumps(value)
 
 
 def load(table, key: str) -> Any:

@@ -105,12 +105,13 @@ def test_reattribution_moves_the_events_of_the_interval_between_spaces():
 
     before = p(T0, ("A", 1), ("B", -1))
     after = p(T0 + 10, ("B", 1), ("C", 1))
-    crossings = [(T0 + 5, 1, 0), (T0 + 10, 2, 0), (T0 + 15, 0, 1), (T0 + 20, 1, 0)]
+    crossings = [("e1", T0 + 5, 1, 0), ("e2", T0 + 10, 2, 0), ("e3", T0 + 15, 0, 1),
+                 ("e4", T0 + 20, 1, 0)]
     got = reattribution(crossings, T0 + 10, T0 + 20, before, after)
     # A loses its entries, B's exits become entries, C gains them: as (entries, exits).
-    assert got == {("A", T0 + 10): (-2, 0), ("B", T0 + 10): (2, -2), ("C", T0 + 10): (2, 0),
-                   ("A", T0 + 15): (0, -1), ("B", T0 + 15): (-1, 1), ("C", T0 + 15): (0, 1)}
-    assert reattribution(crossings, T0, None, None, p(T0, ("A", 1)))[("A", T0 + 20)] == (1, 0)
+    assert got == {("A", "e2"): (-2, 0), ("B", "e2"): (2, -2), ("C", "e2"): (2, 0),
+                   ("A", "e3"): (0, -1), ("B", "e3"): (-1, 1), ("C", "e3"): (0, 1)}
+    assert reattribution(crossings, T0, None, None, p(T0, ("A", 1)))[("A", "e4")] == (1, 0)
     assert reattribution(crossings, T0, None, before, before) == {}
 
 
