@@ -5,7 +5,7 @@ import faust
 from pipeline.faust_fixes import (commit_only_past_acknowledged_heads, flush_until_sent,
                                   ignore_acks_from_earlier_generations,
                                   keep_newer_committed_offsets, no_gaps_from_fetch_jumps,
-                                  record_heartbeats)
+                                  record_heartbeats, verify_relied_on)
 from pipeline.kafka_auth import faust_credentials
 from pipeline.settings import settings
 
@@ -16,6 +16,7 @@ commit_only_past_acknowledged_heads()
 no_gaps_from_fetch_jumps()
 ignore_acks_from_earlier_generations()
 record_heartbeats()
+verify_relied_on()
 
 app = faust.App(
     cfg.app_id,

@@ -1,12 +1,18 @@
 """Work-arounds for faust-streaming behaviour that broke the pipeline's guarantees in our tests.
 
 Each is applied once, when the app module is imported, and says what it fixes and how it was seen.
+Each first checks that the method it replaces is the one it was written against (a fingerprint
+of its source): another Faust or aiokafka release stops the worker at start with a clear error
+instead of running a fix over code it no longer fits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import inspect
 import logging
+import textwrap
 import time
 
 from faust.transport.consumer import Consumer
@@ -15,6 +21,41 @@ from faust.transport.producer import ProducerBuffer
 from pipeline.metrics import metrics
 
 log = logging.getLogger(__name__)
+
+WRITTEN_AGAINST = "faust-streaming 0.15.3 and aiokafka 0.14.0"
+"""The releases the fixes were written against (pinned in pyproject.toml)."""
+
+
+class FaustChanged(RuntimeError):
+    """A method a fix replaces or relies on is not the one it was written against."""
+
+
+def fingerprint(function) -> str:
+    """A short digest of a function's source."""
+    source = textwrap.dedent(inspect.getsource(function))
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def verified(cls, name: str, expected: str):
+    """``cls.name`` if it is the code a fix was written against; else FaustChanged."""
+    original = getattr(cls, name)
+    found = fingerprint(original)
+    if found != expected:
+        raise FaustChanged(
+            f"pipeline/faust_fixes.py was written against {cls.__module__}.{cls.__qualname__}"
+            f".{name} of {WRITTEN_AGAINST}, and the installed one differs (fingerprint {found},"
+            f" expected {expected}): install the pinned versions (scripts/setup), or check the "
+            "fix against the new code and update its fingerprint")
+    return original
+
+
+def verify_relied_on() -> None:
+    """Faust code the pipeline relies on without replacing it: ``agents.batching`` lets
+    ``take_events`` acknowledge through ``stream.ack``."""
+    from faust.streams import Stream
+
+    verified(Stream, "take_events", "3eabc46f38f44665")
+    verified(Stream, "ack", "c3cfc8c4fc8f0e58")
 
 
 def keep_newer_committed_offsets() -> None:
@@ -29,9 +70,9 @@ def keep_newer_committed_offsets() -> None:
     an offset is only recorded as committed after its batch was processed and its outputs
     flushed.
     """
-    original = Consumer.perform_seek
-    if getattr(original, "keeps_newer", False):
+    if getattr(Consumer.perform_seek, "keeps_newer", False):
         return
+    original = verified(Consumer, "perform_seek", "2b4ceebd23deb7ee")
 
     async def perform_seek(self: Consumer) -> None:
         before = {tp: offset for tp, offset in self._committed_offset.items()
@@ -77,9 +118,9 @@ def commit_only_past_acknowledged_heads() -> None:
     (below). The head record must be acknowledged or be a known gap in the topic; otherwise
     the partition waits, and the commit watchdog reads it again.
     """
-    original = Consumer._new_offset
-    if getattr(original, "strict_head", False):
+    if getattr(Consumer._new_offset, "strict_head", False):
         return
+    original = verified(Consumer, "_new_offset", "2b29afe4dd9a65a3")
 
     def _new_offset(self: Consumer, tp):
         acked, committed = self._acked.get(tp), self._committed_offset.get(tp)
@@ -109,6 +150,7 @@ def no_gaps_from_fetch_jumps() -> None:
     """
     if getattr(Consumer._add_gap, "verified_only", False):
         return
+    verified(Consumer, "_add_gap", "f1cc1db634f5ea09")
 
     async def _add_gap(self: Consumer, tp, offset_from: int, offset_to: int) -> None:
         # Faust's range ends with the record that arrived after the jump: it is no gap.
@@ -155,10 +197,10 @@ def flush_until_sent() -> None:
     run of the fault suite lost eight deltas of one space with every DPU count right; this is
     the path found that explains it.)
     """
-    original = ProducerBuffer.flush
-    if getattr(original, "until_sent", False):
+    if getattr(ProducerBuffer.flush, "until_sent", False):
         return
-    send_pending = ProducerBuffer._send_pending
+    verified(ProducerBuffer, "flush", "95dd35cdc3ce50b5")
+    send_pending = verified(ProducerBuffer, "_send_pending", "cb00d4e896f85576")
 
     async def _send_pending(self: ProducerBuffer, fut) -> None:
         self.__dict__["dpu_in_transit"] = self.__dict__.get("dpu_in_transit", 0) + 1
@@ -200,9 +242,9 @@ def ignore_acks_from_earlier_generations() -> None:
     from the committed offset, and processing is idempotent per source offset. (Read in Faust's
     source; not seen in our fault runs, where it logs.)
     """
-    original = Consumer.ack
-    if getattr(original, "by_generation", False):
+    if getattr(Consumer.ack, "by_generation", False):
         return
+    original = verified(Consumer, "ack", "5548cf0f75843f73")
 
     def ack(self: Consumer, message) -> bool:
         generation = getattr(message, "generation_id", None)
@@ -255,9 +297,9 @@ def record_heartbeats() -> None:
     """
     from aiokafka.consumer.group_coordinator import GroupCoordinator
 
-    original = GroupCoordinator._do_heartbeat
-    if getattr(original, "records_time", False):
+    if getattr(GroupCoordinator._do_heartbeat, "records_time", False):
         return
+    original = verified(GroupCoordinator, "_do_heartbeat", "5628cb32b3d29bf4")
 
     async def _do_heartbeat(self: GroupCoordinator) -> bool:
         sent = time.monotonic()

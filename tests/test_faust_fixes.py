@@ -46,3 +46,24 @@ def test_flush_waits_for_the_message_taken_off_the_buffer():
             await buffer.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_fix_refuses_a_method_other_than_the_one_it_was_written_against():
+    import pytest
+
+    from pipeline.faust_fixes import FaustChanged, fingerprint, verified
+
+    class Consumer:
+        def _new_offset(self, tp):
+            return None
+
+    assert verified(Consumer, "_new_offset", fingerprint(Consumer._new_offset))
+    with pytest.raises(FaustChanged, match="written against .*_new_offset.*pinned versions"):
+        verified(Consumer, "_new_offset", "0" * 16)
+
+
+def test_every_fix_fits_the_installed_faust_and_aiokafka():
+    import pipeline.app  # noqa: F401  (applies every fix; each verifies what it replaces)
+    from pipeline.faust_fixes import verify_relied_on
+
+    verify_relied_on()
