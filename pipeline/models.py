@@ -3,6 +3,10 @@
 Parsing never raises on bad input: ``parse_*`` returns either the record or a :class:`Reject`
 that carries the raw bytes and a reason a person can read. Agents send rejects to the dead-letter
 topic and carry on, so no input can stop a worker or change a count.
+
+What a valid id and a valid record instant are is defined once, by :func:`valid_id` and
+:func:`valid_instant`: the workers, ``POST /events``, the CLI's file readers and its one-record
+commands all build records through the ``*_from_obj`` functions below.
 """
 
 from __future__ import annotations
@@ -14,10 +18,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from pipeline.timeutil import US, BadTimestamp, iso, parse_ts
+from pipeline.timeutil import MAX_US, US, BadTimestamp, TooLate, iso, now_us as wall_clock_us, \
+    parse_ts
 
 MAX_ID_LEN = 128
 """Longest ``dpu_id``, ``space_id``, ``doorway_id`` or ``event_id`` accepted."""
+MAX_FUTURE_S = 24 * 3600.0
+"""How far ahead of the clock a record's instant may be, by default (``DPU_MAX_FUTURE_S``)."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""Unicode category Cc: C0 (NUL, and the unit separator that table keys use), DEL and C1."""
+_INT_ID_LIMIT = 10 ** MAX_ID_LEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,20 +142,43 @@ def _obj(raw: bytes, max_bytes: int) -> dict[str, Any]:
     return value
 
 
-def _ident(obj: dict[str, Any], name: str, *, required: bool = True) -> str | None:
-    value = obj.get(name)
-    if value is None:
-        if required:
-            raise Invalid(f"missing field {name!r}")
-        return None
+def valid_id(value: Any, name: str) -> str:
+    """The id ``value`` as text, or :class:`Invalid` saying why it is not one (SPEC §3).
+
+    A valid id is a string or an integer that, stripped of surrounding whitespace, is 1 to
+    ``MAX_ID_LEN`` characters long, holds no control character (Unicode category Cc, anywhere in
+    the value) and encodes as UTF-8 (no lone surrogates, which CLI arguments can carry).
+    """
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise Invalid(f"{name} must be a string or an integer, got {type(value).__name__}")
-    text = str(value).strip()
+    if isinstance(value, int):
+        if abs(value) >= _INT_ID_LIMIT:  # before str(): Python refuses huge ints as text
+            raise Invalid(f"{name} is longer than {MAX_ID_LEN} characters")
+        value = str(value)
+    control = _CONTROL.search(value)
+    if control:
+        raise Invalid(f"{name} holds a control character (U+{ord(control.group()):04X})")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise Invalid(f"{name} is not valid UTF-8 (lone surrogate "
+                      f"U+{ord(value[exc.start]):04X})") from None
+    text = value.strip()
     if not text:
         raise Invalid(f"{name} is empty")
     if len(text) > MAX_ID_LEN:
         raise Invalid(f"{name} is longer than {MAX_ID_LEN} characters")
     return text
+
+
+def _ident(obj: dict[str, Any], name: str, *, required: bool = True,
+           label: str | None = None) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise Invalid(f"missing field {label or name!r}")
+        return None
+    return valid_id(value, label or name)
 
 
 def _sign(value: Any, name: str) -> int:
@@ -159,13 +193,33 @@ def _sign(value: Any, name: str) -> int:
     raise Invalid(f"{name} must be 1 or -1, got {str(value)[:32]!r}")
 
 
-def _instant(obj: dict[str, Any], name: str) -> int:
-    if name not in obj or obj[name] is None:
+def future_limit(now_us: int | None, max_future_s: float) -> int:
+    """The latest record instant accepted at ``now_us`` (the wall clock when None)."""
+    now = wall_clock_us() if now_us is None else now_us
+    try:
+        return min(MAX_US, now + int(max_future_s * US))
+    except (OverflowError, ValueError):  # an infinite or NaN setting: only the absolute bound
+        return MAX_US
+
+
+def valid_instant(value: Any, name: str, now_us: int | None,
+                  max_future_s: float = MAX_FUTURE_S) -> int:
+    """A record's instant (event timestamp, placement installed_at, reset at), or Invalid.
+
+    Valid: ISO 8601 text (no offset = UTC), at or after 1970-01-01T00:00:00Z and at most
+    ``max_future_s`` ahead of ``now_us`` (the wall clock when None), both bounds included.
+    """
+    if value is None:
         raise Invalid(f"missing field {name!r}")
     try:
-        return parse_ts(obj[name])
+        ts = parse_ts(value, name)
+    except TooLate:
+        ts = None
     except BadTimestamp as exc:
-        raise Invalid(f"{name}: {exc}") from None
+        raise Invalid(str(exc)) from None
+    if ts is None or ts > future_limit(now_us, max_future_s):
+        raise Invalid(f"{name} is more than {max_future_s / 3600:g} h ahead of the clock")
+    return ts
 
 
 def _count(value: Any) -> int:
@@ -180,10 +234,9 @@ def _count(value: Any) -> int:
     return value
 
 
-def event_from_obj(obj: dict[str, Any], now_us: int, max_future_s: float) -> DpuEvent:
-    ts = _instant(obj, "timestamp")
-    if ts > now_us + int(max_future_s * US):
-        raise Invalid(f"timestamp is more than {max_future_s / 3600:g} h ahead of the clock")
+def event_from_obj(obj: dict[str, Any], now_us: int | None = None,
+                   max_future_s: float = MAX_FUTURE_S) -> DpuEvent:
+    ts = valid_instant(obj.get("timestamp"), "timestamp", now_us, max_future_s)
     return DpuEvent(
         dpu_id=_ident(obj, "dpu_id"),  # type: ignore[arg-type]
         ts=ts,
@@ -201,9 +254,10 @@ def parse_event(raw: bytes, *, now_us: int, max_bytes: int,
         return Reject(str(exc), raw)
 
 
-def placement_from_obj(obj: dict[str, Any]) -> Placement:
+def placement_from_obj(obj: dict[str, Any], now_us: int | None = None,
+                       max_future_s: float = MAX_FUTURE_S) -> Placement:
     dpu_id = _ident(obj, "dpu_id")
-    installed_at = _instant(obj, "installed_at")
+    installed_at = valid_instant(obj.get("installed_at"), "installed_at", now_us, max_future_s)
     spaces_raw = obj.get("spaces")
     if not isinstance(spaces_raw, list):
         raise Invalid("spaces must be a list (empty when the DPU was taken down)")
@@ -213,7 +267,7 @@ def placement_from_obj(obj: dict[str, Any]) -> Placement:
     for i, item in enumerate(spaces_raw):
         if not isinstance(item, dict):
             raise Invalid(f"spaces[{i}] must be an object")
-        sid = _ident(item, "space_id")
+        sid = _ident(item, "space_id", label=f"spaces[{i}].space_id")
         spaces.append(SpaceSign(sid, _sign(item.get("direction"), f"spaces[{i}].direction")))  # type: ignore[arg-type]
     if len({s.space_id for s in spaces}) != len(spaces):
         raise Invalid("a space appears twice in one placement")
@@ -221,10 +275,11 @@ def placement_from_obj(obj: dict[str, Any]) -> Placement:
     return Placement(dpu_id, installed_at, tuple(spaces), doorway_id)  # type: ignore[arg-type]
 
 
-def parse_placement(raw: bytes, *, max_bytes: int) -> Union[Placement, Reject]:
+def parse_placement(raw: bytes, *, max_bytes: int, now_us: int | None = None,
+                    max_future_s: float = MAX_FUTURE_S) -> Union[Placement, Reject]:
     """One ``dpu-placements`` record value to a placement, or a reject."""
     try:
-        return placement_from_obj(_obj(raw, max_bytes))
+        return placement_from_obj(_obj(raw, max_bytes), now_us, max_future_s)
     except Invalid as exc:
         return Reject(str(exc), raw)
 
@@ -232,7 +287,8 @@ def parse_placement(raw: bytes, *, max_bytes: int) -> Union[Placement, Reject]:
 _WALL_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?")
 
 
-def reset_from_obj(obj: dict[str, Any]) -> Union[Reset, DailyReset]:
+def reset_from_obj(obj: dict[str, Any], now_us: int | None = None,
+                   max_future_s: float = MAX_FUTURE_S) -> Union[Reset, DailyReset]:
     space_id = _ident(obj, "space_id")
     if "daily_reset" in obj:
         daily = obj["daily_reset"]
@@ -248,17 +304,19 @@ def reset_from_obj(obj: dict[str, Any]) -> Union[Reset, DailyReset]:
             raise Invalid("daily_reset.tz must be an IANA time zone name")
         try:
             ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
             raise Invalid(f"unknown time zone {tz[:64]!r}") from None
         return DailyReset(space_id, wall, tz, _count(daily.get("count", 0)))  # type: ignore[arg-type]
     if "count" not in obj:
         raise Invalid("missing field 'count'")
-    return Reset(space_id, _instant(obj, "at"), _count(obj["count"]))  # type: ignore[arg-type]
+    return Reset(space_id, valid_instant(obj.get("at"), "at", now_us, max_future_s),  # type: ignore[arg-type]
+                 _count(obj["count"]))  # type: ignore[arg-type]
 
 
-def parse_reset(raw: bytes, *, max_bytes: int) -> Union[Reset, DailyReset, Reject]:
+def parse_reset(raw: bytes, *, max_bytes: int, now_us: int | None = None,
+                max_future_s: float = MAX_FUTURE_S) -> Union[Reset, DailyReset, Reject]:
     """One ``space-resets`` record value to a reset or daily-reset setting, or a reject."""
     try:
-        return reset_from_obj(_obj(raw, max_bytes))
+        return reset_from_obj(_obj(raw, max_bytes), now_us, max_future_s)
     except Invalid as exc:
         return Reject(str(exc), raw)

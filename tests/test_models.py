@@ -116,3 +116,29 @@ def test_reset_and_daily_reset():
 def test_invalid_resets_are_rejected(obj, reason):
     result = reset(obj)
     assert isinstance(result, Reject) and reason in result.reason
+
+
+@pytest.mark.parametrize("obj,reason", [
+    ({"dpu_id": "4\x0023", "timestamp": "2018-02-24T08:45:21Z", "direction": 1},
+     "dpu_id holds a control character (U+0000)"),
+    ({"dpu_id": "423", "timestamp": "2018-02-24T08:45:21Z", "direction": 1, "event_id": "\x00"},
+     "event_id holds a control character (U+0000)"),
+    ({"dpu_id": "423\x1f", "timestamp": "2018-02-24T08:45:21Z", "direction": 1},
+     "dpu_id holds a control character (U+001F)"),
+    ({"dpu_id": "423", "timestamp": "0001-01-01T00:00:00+01:00", "direction": 1},
+     "timestamp is before 1970-01-01T00:00:00Z"),
+    ({"dpu_id": "423", "timestamp": "1969-12-31T23:59:59Z", "direction": 1},
+     "timestamp is before 1970-01-01T00:00:00Z"),
+])
+def test_control_characters_and_instants_outside_1970_to_now_plus_24h_are_rejected(obj, reason):
+    result = event(obj)
+    assert isinstance(result, Reject) and result.reason == reason
+
+
+def test_placements_and_resets_refuse_pre_1970_instants_and_odd_zones_without_raising():
+    p = placement({"dpu_id": "423", "installed_at": "0001-01-01T00:00:00+23:59", "spaces": []})
+    assert isinstance(p, Reject) and p.reason == "installed_at is before 1970-01-01T00:00:00Z"
+    r = reset({"space_id": "A", "at": "0001-01-01T00:00:00Z", "count": 1})
+    assert isinstance(r, Reject) and r.reason == "at is before 1970-01-01T00:00:00Z"
+    z = reset({"space_id": "A", "daily_reset": {"time": "04:00", "tz": "x" * 300}})
+    assert isinstance(z, Reject) and "unknown time zone" in z.reason  # not an OSError
