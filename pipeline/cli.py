@@ -111,19 +111,21 @@ def _report_bad(bad, strict: bool) -> None:
 
 def _load_and_publish(ctx: click.Context, read, file: str, strict: bool, what: str) -> None:
     """Read FILE with ``read``, report invalid rows, publish the valid records."""
-    good, bad = read(file)
+    good, bad = read(file, max_future_s=_settings(ctx).max_future_s)
     _report_bad(bad, strict)
     _publish(_settings(ctx), good, what)
     if bad:
         click.echo(f"rejected {len(bad)} invalid record(s)", err=True)
 
 
-def _one(build, obj: dict):
-    """A record built from command-line values; an invalid value is one line and exit 1."""
+def _one(ctx: click.Context, build, obj: dict):
+    """A record built from command-line values, checked as the workers check records (ids,
+    instants from 1970 to the clock plus ``max_future_s``); an invalid value is one line and
+    exit 1."""
     from pipeline.models import Invalid
 
     try:
-        return build(obj)
+        return build(obj, None, _settings(ctx).max_future_s)
     except Invalid as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -188,8 +190,8 @@ def placements_set(ctx, dpu_id, doorway, spaces, at) -> None:
         if not sep or not name:
             raise click.BadParameter(f"{spec!r} is not SPACE:SIGN", param_hint="--space")
         items.append({"space_id": name, "direction": sign})
-    p = _one(placement_from_obj, {"dpu_id": dpu_id, "doorway_id": doorway, "installed_at": at,
-                                  "spaces": items})
+    p = _one(ctx, placement_from_obj, {"dpu_id": dpu_id, "doorway_id": doorway,
+                                       "installed_at": at, "spaces": items})
     _publish(_settings(ctx), [p], "placements")
 
 
@@ -208,7 +210,7 @@ def spaces_reset(ctx, space_id, count, at) -> None:
     """Set SPACE_ID's count to --count at --at."""
     from pipeline.models import reset_from_obj
 
-    r = _one(reset_from_obj, {"space_id": space_id, "at": at, "count": count})
+    r = _one(ctx, reset_from_obj, {"space_id": space_id, "at": at, "count": count})
     _publish(_settings(ctx), [r], "resets")
 
 
@@ -227,7 +229,7 @@ def spaces_daily_reset(ctx, space_id, wall, tz, count, off) -> None:
     if not off and not wall:
         raise click.UsageError("give --time HH:MM (or --off)")
     daily = None if off else {"time": wall, "tz": tz, "count": count}
-    r = _one(reset_from_obj, {"space_id": space_id, "daily_reset": daily})
+    r = _one(ctx, reset_from_obj, {"space_id": space_id, "daily_reset": daily})
     _publish(_settings(ctx), [r], "daily-reset settings")
 
 

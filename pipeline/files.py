@@ -4,6 +4,7 @@ Events: CSV with a ``timestamp,direction,dpu_id`` header (the prototype's sample
 endings, mixed quoting), JSON lines, or one JSON array. Placements: JSON lines, or CSV in the
 ``dpu_location`` shape ``dpu_id,space_id,doorway_id,installed,direction``. Resets: CSV
 ``space_id,at,count`` or JSON lines. Bad rows are reported with their line number, never raised.
+Ids and instants are checked by ``pipeline.models``, as the workers check them.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import orjson
 
-from pipeline.models import Invalid, Placement, event_from_obj, placement_from_obj, \
-    reset_from_obj
+from pipeline.models import MAX_FUTURE_S, Invalid, Placement, event_from_obj, \
+    placement_from_obj, reset_from_obj
 from pipeline.timeutil import now_us
 
 T = TypeVar("T")
@@ -37,14 +38,16 @@ class BadRow:
 
 def read_text(path: str) -> str:
     if path == "-":
-        return sys.stdin.read()
-    p = Path(path)
-    if not p.is_file():
-        raise FileError(f"{path}: no such file")
+        data = sys.stdin.buffer.read()  # decoded here: sys.stdin.read() raises on bad UTF-8
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise FileError(f"{path}: no such file")
+        data = p.read_bytes()
     try:
-        return p.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise FileError(f"{path}: not UTF-8 text") from None
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
 
 def _rows(text: str, name: str) -> Iterator[tuple[int, Any]]:
@@ -70,8 +73,18 @@ def _rows(text: str, name: str) -> Iterator[tuple[int, Any]]:
         if not reader.fieldnames:
             raise FileError(f"{name}: empty CSV")
         reader.fieldnames = [f.strip().lower() for f in reader.fieldnames]
-        for row in reader:
-            yield reader.line_num, {k: (v.strip() if isinstance(v, str) else v)
+        rows = iter(reader)
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # e.g. a field over csv's size limit: that row only
+                yield reader.line_num + 1, Invalid(f"unreadable CSV row ({exc})")
+                continue
+            # Only spaces are stripped: str.strip() would also drop control characters such as
+            # a tab or the unit separator (\x1f) from an id's ends, which the id check must see.
+            yield reader.line_num, {k: (v.strip(" ") if isinstance(v, str) else v)
                                     for k, v in row.items() if k is not None}
 
 
@@ -97,7 +110,7 @@ def _validated(text: str, name: str, build: Callable[[Any], T]) -> tuple[list[T]
     return good, bad
 
 
-def read_events(path: str, max_future_s: float = 24 * 3600):
+def read_events(path: str, max_future_s: float = MAX_FUTURE_S):
     now = now_us()
 
     def build(obj: dict) -> Any:
@@ -109,25 +122,31 @@ def read_events(path: str, max_future_s: float = 24 * 3600):
     return _validated(read_text(path), path, build)
 
 
-def read_resets(path: str):
+def read_resets(path: str, max_future_s: float = MAX_FUTURE_S):
+    now = now_us()
+
     def build(obj: dict) -> Any:
         if "daily_reset" not in obj:
             _check_columns(obj, ("space_id", "at", "count"))
-        return reset_from_obj(obj)
+        return reset_from_obj(obj, now, max_future_s)
 
     return _validated(read_text(path), path, build)
 
 
-def read_placements(path: str) -> tuple[list[Placement], list[BadRow]]:
+def read_placements(path: str, max_future_s: float = MAX_FUTURE_S
+                    ) -> tuple[list[Placement], list[BadRow]]:
+    now = now_us()
     text = read_text(path)
     if text.lstrip()[:1] in ("{", "["):
-        return _validated(text, path, placement_from_obj)
+        return _validated(text, path, lambda obj: placement_from_obj(obj, now, max_future_s))
     # dpu_location CSV: one row per (dpu, space); rows of one (dpu, installed) form one placement.
     grouped: dict[tuple[str, str], dict[str, Any]] = {}
     first_line: dict[tuple[str, str], int] = {}
     bad: list[BadRow] = []
     for n, row in _rows(text, path):
         try:
+            if isinstance(row, Invalid):
+                raise row
             _check_columns(row, ("dpu_id", "space_id", "installed", "direction"))
         except Invalid as exc:
             bad.append(BadRow(n, str(exc)))
@@ -144,7 +163,7 @@ def read_placements(path: str) -> tuple[list[Placement], list[BadRow]]:
     good: list[Placement] = []
     for key, obj in grouped.items():
         try:
-            good.append(placement_from_obj(obj))
+            good.append(placement_from_obj(obj, now, max_future_s))
         except Invalid as exc:
             bad.append(BadRow(first_line[key], str(exc)))
     return good, bad

@@ -103,3 +103,70 @@ def test_as_of_plan_covers_every_instant_once():
                     covered += (a is None or bucket >= a) and bucket < b
             expected = (lo is None or ts > lo) and ts <= hi
             assert covered == expected, (lo, hi, ts, parts)
+
+
+def test_rows_with_control_characters_or_out_of_range_instants_are_bad_rows_not_crashes(tmp_path):
+    f = tmp_path / "e.csv"
+    f.write_bytes(b"timestamp,direction,dpu_id\r\n"
+                  b"2018-02-24T08:45:21Z,1,423\r\n"
+                  b"0001-01-01T00:00:00+01:00,1,423\r\n"
+                  b"9999-12-31T23:59:59-23:59,1,423\r\n"
+                  b"2018-02-24T08:45:22Z,1,42\x003\r\n"
+                  b"2018-02-24T08:45:23Z,1,423\x1f\r\n"
+                  b"2018-02-24T08:45:24Z,1,\t423\r\n"
+                  b"1969-12-31T23:59:59.999Z,-1,423\r\n"
+                  b"2018-02-24T08:45:25Z,-1, 283 \r\n")
+    events, bad = read_events(str(f))
+    assert [(e.dpu_id, e.direction) for e in events] == [("423", 1), ("283", -1)]
+    assert [(b.line, b.reason) for b in bad] == [
+        (3, "timestamp is before 1970-01-01T00:00:00Z"),
+        (4, "timestamp is more than 24 h ahead of the clock"),
+        (5, "dpu_id holds a control character (U+0000)"),
+        (6, "dpu_id holds a control character (U+001F)"),
+        (7, "dpu_id holds a control character (U+0009)"),
+        (8, "timestamp is before 1970-01-01T00:00:00Z")]
+
+
+def test_json_lines_with_escaped_nul_and_a_csv_field_over_the_size_limit(tmp_path):
+    lines = tmp_path / "e.jsonl"
+    lines.write_text('{"dpu_id": "1", "timestamp": "2018-02-24T08:45:21Z", "direction": 1, '
+                     '"event_id": "a\\u0000"}\n'
+                     '{"dpu_id": "1", "timestamp": "2018-02-24T08:45:21Z", "direction": 1}\n')
+    events, bad = read_events(str(lines))
+    assert len(events) == 1 and [(b.line, b.reason) for b in bad] == [
+        (1, "event_id holds a control character (U+0000)")]
+    big = tmp_path / "big.csv"
+    big.write_text("timestamp,direction,dpu_id\n" + "x" * 200_000 + ",1,1\n"
+                   "2018-02-24T08:45:21Z,1,1\n")
+    events, bad = read_events(str(big))
+    assert len(events) == 1 and bad[0].line == 2 and "unreadable CSV row" in bad[0].reason
+
+
+def test_placements_and_resets_files_check_ids_and_instants_alike(tmp_path):
+    loc = tmp_path / "loc.csv"
+    loc.write_text("dpu_id,space_id,doorway_id,installed,direction\n"
+                   "423,A,Z,0001-01-01T00:00:00Z,1\n"
+                   "424,A\x1fB,Z,2018-02-01T00:00:00Z,1\n"
+                   "425,A,Z,2018-02-01T00:00:00Z,1\n")
+    placements, bad = read_placements(str(loc))
+    assert [p.dpu_id for p in placements] == ["425"]
+    assert sorted((b.line, b.reason) for b in bad) == [
+        (2, "installed_at is before 1970-01-01T00:00:00Z"),
+        (3, "spaces[0].space_id holds a control character (U+001F)")]
+    resets = tmp_path / "r.csv"
+    resets.write_text("space_id,at,count\nA,1960-01-01T00:00:00Z,1\nA,2999-01-01T00:00:00Z,1\n"
+                      "A\x00,2018-01-01T00:00:00Z,1\nA,2018-01-01T00:00:00Z,1\n")
+    good, bad = read_resets(str(resets))
+    assert good == [Reset("A", parse_ts("2018-01-01T00:00:00Z"), 1)]
+    assert [(b.line, b.reason) for b in bad] == [
+        (2, "at is before 1970-01-01T00:00:00Z"), (3, "at is more than 24 h ahead of the clock"),
+        (4, "space_id holds a control character (U+0000)")]
+
+
+def test_stdin_that_is_not_utf8_is_one_file_error(monkeypatch):
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"timestamp\n\xff\n")))
+    with pytest.raises(FileError, match="not UTF-8"):
+        read_events("-")
