@@ -7,6 +7,7 @@ from faust.web import Response, View
 from psycopg_pool import AsyncConnectionPool
 
 from pipeline.app import app, cfg
+from pipeline.models import Invalid, valid_id
 from pipeline.timeutil import BadTimestamp, parse_ts
 
 
@@ -19,12 +20,27 @@ def error(view: View, status: int, message: str) -> Response:
 
 
 def instant(value: str | None, name: str) -> int:
+    """A query's instant: ISO 8601 (no offset = UTC), 1970-01-01T00:00:00Z to
+    9999-12-31T00:00:00Z (``parse_ts``'s bounds: a query may look past the records' 24 h)."""
     if value is None or value == "":
         raise BadParameter(f"missing parameter {name!r}")
     try:
-        return parse_ts(value)
+        return parse_ts(value, f"parameter {name!r}")
     except BadTimestamp as exc:
-        raise BadParameter(f"{name}: {exc}") from None
+        raise BadParameter(str(exc)) from None
+
+
+def ident(value: str, name: str) -> str:
+    """An id from the path or the query, unchanged, once valid as the records' ids are (else 400).
+
+    No record can name an invalid id, and PostgreSQL refuses NUL in text: checking here keeps
+    such a request from reaching the database as an error.
+    """
+    try:
+        valid_id(value, name)
+    except Invalid as exc:
+        raise BadParameter(str(exc)) from None
+    return value
 
 
 _pool: list[AsyncConnectionPool] = []

@@ -10,9 +10,9 @@ import psycopg
 from faust.web import Request, Response, View
 
 from pipeline.app import app
-from pipeline.views.common import BadParameter, error, instant
+from pipeline.views.common import BadParameter, error, ident, instant
 from pipeline.views.history import count_or_none
-from pipeline.views.ingest import posted_items, publish, validate
+from pipeline.views.ingest import deliver, faust_send, posted_items, record, validate
 from pipeline.views.realtime import realtime_count
 from tables.faust_tables import spaces
 
@@ -21,7 +21,7 @@ def _space(request: Request) -> str:
     space = request.query.get("space", "")
     if not space:
         raise BadParameter("missing parameter 'space'")
-    return space
+    return ident(space, "space")
 
 
 @app.page("/")
@@ -61,9 +61,12 @@ class SendCompat(View):
         items, refusal = await posted_items(self, request)
         if refusal is not None:
             return refusal
-        good, bad = validate(items[:1])
-        if bad or len(items) != 1:
-            reason = bad[0]["reason"] if bad else "send takes exactly one event"
+        checked = validate(items[:1])
+        if checked.bad or len(items) != 1:
+            reason = checked.bad[0]["reason"] if checked.bad else "send takes exactly one event"
             return self.json({"status": "error", "error": reason}, status=400)
-        await publish(good)
+        (_, event), = checked.good
+        if await deliver([record(event)], faust_send):
+            return self.json({"status": "error", "error": "Kafka did not acknowledge the event "
+                              "in time; send it again"}, status=503)
         return self.json({"status": "OK"}, status=202)

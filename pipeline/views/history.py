@@ -7,14 +7,14 @@ from faust.web import Request, Response, View
 
 from pipeline import history
 from pipeline.app import app
-from pipeline.timeutil import iso
-from pipeline.views.common import BadParameter, db_pool, error, instant
+from pipeline.timeutil import BadTimestamp, MAX_TEXT, iso
+from pipeline.views.common import BadParameter, db_pool, error, ident, instant
 
 
 async def count_view(view: View, request: Request, space_id: str) -> Response:
     try:
         at = instant(request.query.get("at"), "at")
-        value = await count_or_none(space_id, at)
+        value = await count_or_none(ident(space_id, "space_id"), at)
     except BadParameter as exc:
         return error(view, 400, str(exc))
     except psycopg.Error:
@@ -38,10 +38,14 @@ class SeriesView(View):
     async def get(self, request: Request, space_id: str) -> Response:
         q = request.query
         try:
+            ident(space_id, "space_id")
             query = history.SeriesQuery(instant(q.get("start"), "start"),
                                         instant(q.get("end"), "end"),
                                         q.get("bucket", "1h"), history.parse_tz(q.get("tz")))
-            query.boundaries()  # validate before touching the database
+            try:
+                query.boundaries()  # validate before touching the database
+            except (OverflowError, BadTimestamp):  # a long bucket from late in year 9999
+                raise BadParameter(f"the buckets reach past {MAX_TEXT}") from None
             pool = await db_pool()
             async with pool.connection(timeout=5) as conn:
                 if not await history.is_known(conn, space_id):

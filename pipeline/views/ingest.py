@@ -1,9 +1,17 @@
-"""``POST /events``: events over HTTP, validated like the topic's and published to it."""
+"""``POST /events``: events over HTTP, validated like the topic's and published to it.
+
+A 202 means Kafka acknowledged every accepted event (``acks=all``): Faust's ``Topic.send`` only
+hands a record to the producer, so :func:`deliver` awaits each delivery as well, within
+``ACK_TIMEOUT_S``. Past it the answer is a 503 that lists the items a client must send again.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from typing import Any
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Sequence
 
 import orjson
 from faust.web import Request, Response, View
@@ -15,8 +23,15 @@ from pipeline.models import DpuEvent, Invalid, event_from_obj
 from pipeline.timeutil import now_us
 from pipeline.views.common import error
 
+log = logging.getLogger(__name__)
+
 MAX_BODY = 4 * 1024 * 1024
 """Largest request body accepted."""
+ACK_TIMEOUT_S = 10.0
+"""How long a request waits for Kafka to acknowledge its events before answering 503."""
+
+Send = Callable[[bytes, bytes], Awaitable[Awaitable[Any]]]
+"""Hands one record (key, value) to the producer; what it returns completes on Kafka's ack."""
 
 
 def authorized(request: Request) -> bool:
@@ -47,25 +62,100 @@ def parse_body(body: bytes) -> list[Any]:
         return items
 
 
-def validate(items: list[Any]) -> tuple[list[DpuEvent], list[dict[str, Any]]]:
-    now = now_us()
-    good: list[DpuEvent] = []
-    bad: list[dict[str, Any]] = []
+@dataclass
+class Validated:
+    """The items of one request, sorted into events to publish and refusals."""
+
+    good: list[tuple[int, DpuEvent]] = field(default_factory=list)
+    """(index in the request, event) of each valid item, in request order."""
+    bad: list[dict[str, Any]] = field(default_factory=list)
+    """``{"index", "reason"}`` of each invalid item."""
+
+
+def validate(items: list[Any], now: int | None = None,
+             max_future_s: float | None = None) -> Validated:
+    """Each item checked as the workers check a record of the events topic."""
+    now = now_us() if now is None else now
+    max_future_s = cfg.max_future_s if max_future_s is None else max_future_s
+    out = Validated()
     for i, item in enumerate(items):
         try:
             if isinstance(item, Invalid):
                 raise item
             if not isinstance(item, dict):
                 raise Invalid("expected a JSON object")
-            good.append(event_from_obj(item, now, cfg.max_future_s))
+            out.good.append((i, event_from_obj(item, now, max_future_s)))
         except Invalid as exc:
-            bad.append({"index": i, "reason": str(exc)})
-    return good, bad
+            out.bad.append({"index": i, "reason": str(exc)})
+    return out
 
 
-async def publish(events: list[DpuEvent]) -> None:
-    for e in events:
-        await events_out.send(key=e.dpu_id.encode(), value=orjson.dumps(e.to_json()))
+def record(event: DpuEvent) -> tuple[bytes, bytes]:
+    """(key, value) of an event on the events topic: keyed by ``dpu_id``, as every producer."""
+    return event.dpu_id.encode(), orjson.dumps(event.to_json())
+
+
+async def deliver(records: Sequence[tuple[bytes, bytes]], send: Send,
+                  timeout_s: float = ACK_TIMEOUT_S) -> list[int]:
+    """Send ``records`` in order; the positions of those Kafka did not acknowledge in time.
+
+    A record counts as acknowledged only once its delivery completed without error within
+    ``timeout_s`` of the call; anything else (a send refused, a delivery failed, no answer in
+    time) leaves it unacknowledged. Never raises for a producer's failure.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    deliveries: list[asyncio.Future] = []
+
+    async def hand_over() -> None:
+        for key, value in records:
+            deliveries.append(asyncio.ensure_future(await send(key, value)))
+
+    try:
+        # Handing over waits too when the producer's buffer is full: the same deadline holds.
+        await asyncio.wait_for(hand_over(), timeout_s)
+    except asyncio.TimeoutError:
+        pass
+    except Exception:  # e.g. ProducerSendError: the records not handed over are unacknowledged
+        log.warning("POST /events: the producer refused a record", exc_info=True)
+    pending = [d for d in deliveries if not d.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+    for d in deliveries:
+        # Read late failures too, so that asyncio does not log them as never retrieved.
+        d.add_done_callback(lambda f: f.cancelled() or f.exception())
+    acked = [d.done() and not d.cancelled() and d.exception() is None for d in deliveries]
+    return [i for i in range(len(records)) if i >= len(acked) or not acked[i]]
+
+
+async def ingest(items: list[Any], send: Send, *, now: int | None = None,
+                 timeout_s: float = ACK_TIMEOUT_S) -> tuple[int, dict[str, Any]]:
+    """(status, body) of ``POST /events`` for the request's ``items``.
+
+    202 ``{"accepted", "rejected"}`` once every valid item is acknowledged; else 503 with the
+    indexes of the valid items not acknowledged, which a client sends again (with an
+    ``event_id`` a resent event counts once, should the first copy arrive after all).
+    """
+    checked = validate(items, now)
+    unacked = await deliver([record(e) for _, e in checked.good], send, timeout_s)
+    accepted = len(checked.good) - len(unacked)
+    metrics.inc("http_events_accepted", accepted)
+    metrics.inc("http_events_rejected", len(checked.bad))
+    body: dict[str, Any] = {"accepted": accepted, "rejected": checked.bad}
+    if not unacked:
+        return 202, body
+    metrics.inc("http_events_unacknowledged", len(unacked))
+    body["unacknowledged"] = [checked.good[j][0] for j in unacked]
+    body["error"] = (f"Kafka did not acknowledge {len(unacked)} of {len(checked.good)} valid "
+                     f"event(s) within {timeout_s:g} s; send the unacknowledged ones again")
+    return 503, body
+
+
+async def faust_send(key: bytes, value: bytes) -> Awaitable[Any]:
+    """The worker's producer: ``Topic.send`` returns the delivery future without awaiting it."""
+    # force: never attach to a current event (none in a web request, but attached sends would
+    # only go out with that event's acknowledgement).
+    return await events_out.send(key=key, value=value, force=True)
 
 
 async def posted_items(view: View, request: Request) -> tuple[list[Any], Response | None]:
@@ -87,8 +177,5 @@ class EventsView(View):
         items, refusal = await posted_items(self, request)
         if refusal is not None:
             return refusal
-        good, bad = validate(items)
-        await publish(good)
-        metrics.inc("http_events_accepted", len(good))
-        metrics.inc("http_events_rejected", len(bad))
-        return self.json({"accepted": len(good), "rejected": bad}, status=202)
+        status, body = await ingest(items, faust_send)
+        return self.json(body, status=status)

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from pipeline.files import read_events
-from pipeline.timeutil import iso
+from pipeline.timeutil import US, iso, now_us
 from tests.integration.conftest import poll
 from tests.integration.test_end_to_end import FLOORPLAN, START
 
@@ -115,3 +115,88 @@ def test_post_events_validates_publishes_and_requires_the_token(pipeline):
     assert pipeline.post("/events", b"", token="s3cret")[0] == 400
     pipeline.wait()
     assert poll(lambda: pipeline.count("A") == 2 or None, what="A = 2")
+
+
+def ev(dpu_id="283", ts="2018-02-25T10:00:00Z", direction=1, **extra):
+    return {"dpu_id": dpu_id, "timestamp": ts, "direction": direction, **extra}
+
+
+NUL_DPU = ev("28\x003")
+NUL_EVENT_ID = ev(event_id="e\x00")
+YEAR_1 = ev(ts="0001-01-01T00:00:00+01:00")
+
+
+def test_post_events_refuses_control_characters_and_calendar_edges_by_index(pipeline, tmp_path):
+    pipeline.publish(FLOORPLAN)
+    pipeline.wait()
+    for item, reason in ((NUL_DPU, "dpu_id holds a control character (U+0000)"),
+                         (NUL_EVENT_ID, "event_id holds a control character (U+0000)"),
+                         (YEAR_1, "timestamp is before 1970-01-01T00:00:00Z")):
+        assert pipeline.post("/events", orjson.dumps(item)) == (
+            202, {"accepted": 0, "rejected": [{"index": 0, "reason": reason}]})
+        assert pipeline.post("/send", orjson.dumps(item)) == (
+            400, {"status": "error", "error": reason})
+    batch = [ev(ts="2018-02-25T10:00:01Z"), NUL_DPU, ev(ts="2018-02-25T10:00:02Z", event_id="a"),
+             NUL_EVENT_ID, YEAR_1, ev("423", "2018-02-25T10:00:03Z", -1),
+             ev(ts="9999-12-31T23:59:59-23:59")]
+    status, answer = pipeline.post("/events", orjson.dumps(batch))
+    assert status == 202 and answer["accepted"] == 3, answer
+    assert [r["index"] for r in answer["rejected"]] == [1, 3, 4, 6]
+    assert answer["rejected"][3]["reason"] == "timestamp is more than 24 h ahead of the clock"
+
+    # The CLI reads the same rows alike: each bad one reported on a line, the valid ones sent.
+    csv = tmp_path / "events.csv"
+    csv.write_bytes(b"timestamp,direction,dpu_id\n2018-02-25T11:00:00Z,1,283\n"
+                    b"0001-01-01T00:00:00+01:00,1,283\n9999-12-31T23:59:59-23:59,1,283\n"
+                    b"2018-02-25T11:00:01Z,1,28\x003\n2018-02-25T11:00:02Z,1,283\x1f\n"
+                    b"2018-02-25T11:00:03Z,1,283\n")
+    proc = pipeline.cli("produce", str(csv))
+    assert "Traceback" not in proc.stderr and "published 2 events" in proc.stdout
+    assert [line.strip() for line in proc.stderr.splitlines() if "line" in line] == [
+        "line 3: timestamp is before 1970-01-01T00:00:00Z",
+        "line 4: timestamp is more than 24 h ahead of the clock",
+        "line 5: dpu_id holds a control character (U+0000)",
+        "line 6: dpu_id holds a control character (U+001F)"]
+
+    # Exactly the valid ones are counted: 2 + 2 into A from 283, one out of A (-1 of 423).
+    pipeline.wait()
+    assert pipeline.count("A") == 2 + 2 - 1 and pipeline.count("B") == 1
+    assert pipeline.sql("SELECT count(*) FROM dpu_log")[0][0] == 5
+    assert pipeline.sql("SELECT count(*) FROM dpu_rejects")[0][0] == 0  # none even published
+    assert pipeline.get("/dpus/283")[1]["ins"] == 4
+
+
+def test_calendar_edge_and_control_character_parameters_get_400_never_500(pipeline):
+    pipeline.publish(FLOORPLAN + START)  # A is a known space: the queries reach the database
+    pipeline.wait()
+    for path, fragment in (
+            ("/spaces/A/count?at=0001-01-01T00:00:00Z", "parameter 'at' is before 1970"),
+            ("/spaces/A/count?at=" + q("0001-01-01T00:00:00+01:00"), "parameter 'at' is before"),
+            ("/spaces/A/count?at=" + q("1970-01-01T00:00:00+00:01"), "parameter 'at' is before"),
+            ("/spaces/A/count?at=" + q("9999-12-31T23:59:59-23:59"), "parameter 'at' is after"),
+            ("/spaces/A/series?start=0001-01-01T00:00:00Z&end=2018-02-25T00:00:00Z",
+             "parameter 'start' is before 1970"),
+            ("/spaces/A/series?start=2018-02-24T00:00:00Z&end=9999-12-31T23:59:59Z",
+             "parameter 'end' is after 9999-12-31T00:00:00Z"),
+            ("/spaces/A/series?start=9999-12-30T00:00:00Z&end=9999-12-31T00:00:00Z&bucket=9999d",
+             "the buckets reach past 9999-12-31"),
+            ("/count?space=A&timestamp=0001-01-01T00:00:00Z", "parameter 'timestamp' is before"),
+            ("/spaces/A%00/count?at=2018-02-25T00:00:00Z", "space_id holds a control character"),
+            ("/spaces/A%1F/series?start=2018-02-24T00:00:00Z&end=2018-02-25T00:00:00Z",
+             "space_id holds a control character (U+001F)"),
+            ("/count?space=A%00&timestamp=2018-02-25T00:00:00Z", "space holds a control"),
+            ("/?space=A%00", "space holds a control character (U+0000)")):
+        status, body = pipeline.get(path)
+        assert status == 400 and fragment in body["error"], (path, status, body)
+    # The bounds themselves answer, and so does a query past the records' 24 h horizon.
+    assert pipeline.get("/spaces/A/count?at=1970-01-01T00:00:00Z") == (
+        200, {"space_id": "A", "count": 0, "at": "1970-01-01T00:00:00.000Z"})
+    assert pipeline.get("/spaces/A/count?at=9999-12-31T00:00:00Z")[1]["count"] == 20
+    assert pipeline.get("/spaces/A/count?at=" + q(iso(now_us() + 7 * 86400 * US)))[0] == 200
+    status, body = pipeline.get("/spaces/A/series?start=9999-12-28T00:00:00Z"
+                                "&end=9999-12-30T00:00:00Z&bucket=1d&tz=Pacific/Kiritimati")
+    assert status == 200 and body["series"][-1]["count"] == 20
+    # UTC+14's day that holds the last instant ends in year 10000: refused, not a 500.
+    status, body = pipeline.get("/spaces/A/series?start=9999-12-28T00:00:00Z"
+                                "&end=9999-12-31T00:00:00Z&bucket=1d&tz=Pacific/Kiritimati")
+    assert status == 400 and "the buckets reach past" in body["error"]
