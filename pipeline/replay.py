@@ -44,6 +44,12 @@ async def replay(settings: Settings, say=print, from_log: bool = False) -> list[
         if any(topic in derived for topic in left):
             raise ReplayRefused(f"records not yet counted or sunk: {left}; start a worker and "
                                 "`dpu wait` first")
+        for name in (topics.PLACEMENTS, topics.RESETS):
+            lost = await records_lost(settings, name)
+            if lost:
+                raise ReplayRefused(
+                    f"the {settings.topic(name)} topic no longer holds its first records "
+                    f"({lost}): a recount without them would not give the same counts")
         missing = await events_missing_from_topic(settings)
         if missing and not from_log:
             raise ReplayRefused(f"the events topic no longer holds {missing} records that dpu_log "
@@ -137,9 +143,17 @@ def clear_history(url: str) -> None:
         conn.execute("TRUNCATE space_count, space_count_hourly, space_count_daily, space_dirty")
 
 
-async def _offsets(settings: Settings) -> tuple[dict[int, int], dict[int, int]]:
-    """First and next offset of each partition of the events topic."""
-    topic = settings.topic(topics.EVENTS)
+async def records_lost(settings: Settings, name: str) -> str:
+    """Which partitions of a topic no longer start at offset 0 (retention or deleted
+    records took their first records), as text; empty when none did."""
+    first, _ = await _offsets(settings, name)
+    return ", ".join(f"partition {p} starts at offset {o}" for p, o in sorted(first.items()) if o)
+
+
+async def _offsets(settings: Settings, name: str = topics.EVENTS
+                   ) -> tuple[dict[int, int], dict[int, int]]:
+    """First and next offset of each partition of a topic (the events topic by default)."""
+    topic = settings.topic(name)
     consumer = AIOKafkaConsumer(**client_options(settings))
     await consumer.start()
     try:

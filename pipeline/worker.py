@@ -30,6 +30,48 @@ def drop_store_after_crash(settings: Settings) -> bool:
     return dropped
 
 
+async def changelog_ends(settings: Settings) -> dict[tuple[str, int], int]:
+    """End offset of every partition of every table changelog, by (table, partition)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from pipeline.kafka_auth import client_options
+    from pipeline.topics import TABLES, changelog
+
+    tps = {TopicPartition(changelog(settings, t), p): (t, p)
+           for t in TABLES for p in range(settings.partitions)}
+    consumer = AIOKafkaConsumer(**client_options(settings))
+    await consumer.start()
+    try:
+        return {tps[tp]: end for tp, end in (await consumer.end_offsets(list(tps))).items()}
+    finally:
+        await consumer.stop()
+
+
+def stores_ahead_of_changelogs(settings: Settings, tables: dict) -> list[str]:
+    """The local table stores that hold more than their changelogs (which were deleted, or
+    replayed with another state directory): Faust would refuse to recover them."""
+    ends = asyncio.run(changelog_ends(settings))
+    ahead = []
+    for name, table in tables.items():
+        store = table.data
+        if not hasattr(store, "partition_path"):
+            continue  # not RocksDB: nothing kept on disk
+        for partition in range(settings.partitions):
+            path = store.partition_path(partition)
+            if not path.exists():
+                continue
+            db = store.rocksdb_options.open(path)
+            try:
+                raw = db.get(store.offset_key)
+            finally:
+                db.close()
+            end = ends.get((name, partition), 0)
+            if raw is not None and int(raw) >= end:
+                ahead.append(f"{name}-{partition} at offset {int(raw)}, its changelog ends "
+                             f"at {end}")
+    return ahead
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     from pipeline.db import migrate
     from pipeline.topics import ensure_topics
@@ -50,6 +92,16 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     import agents.sinks  # noqa: F401
     import pipeline.views  # noqa: F401
     from pipeline.app import app
+    from tables.faust_tables import TABLES
+
+    ahead = stores_ahead_of_changelogs(settings, TABLES)
+    if ahead:
+        log.warning("the local table stores under %s are ahead of their changelogs (%s%s): "
+                    "removing them, the tables are restored from the changelogs",
+                    settings.store_dir, ahead[0], f" and {len(ahead) - 1} more" if ahead[1:]
+                    else "")
+        shutil.rmtree(settings.store_dir)
+        settings.store_dir.mkdir(parents=True)
 
     worker = Worker(app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner turns the root logger to DEBUG so that every debug record (one

@@ -88,3 +88,43 @@ def test_replay_from_dpu_log_when_the_events_topic_lost_its_records(pipeline, sa
     pipeline.worker.wait_ready(timeout=180)
     pipeline.wait()
     assert settled(pipeline) == before
+
+
+def test_replay_refuses_when_the_placements_topic_lost_records(pipeline, sample_csv):
+    counted_sample(pipeline, sample_csv)
+    pipeline.worker.stop()
+
+    async def retention_took_the_first_placement() -> None:
+        from aiokafka import TopicPartition
+        from aiokafka.admin import RecordsToDelete
+
+        from pipeline.replay import _offsets
+
+        _, ends = await _offsets(pipeline.settings, "dpu-placements")
+        topic = pipeline.settings.topic("dpu-placements")
+        admin = await admin_client(pipeline.settings)
+        try:
+            await admin.delete_records({TopicPartition(topic, p): RecordsToDelete(1)
+                                        for p, end in ends.items() if end})
+        finally:
+            await admin.close()
+    asyncio.run(retention_took_the_first_placement())
+    refused = pipeline.cli("replay", check=False)
+    assert refused.returncode == 1, refused.stderr
+    assert "dpu-placements topic no longer holds its first records" in refused.stderr, \
+        refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+def test_a_worker_whose_stores_are_ahead_of_the_changelogs_restores_them(pipeline, sample_csv):
+    """`dpu replay` run with another DPU_STATE_DIR leaves this worker's stores ahead of the new
+    changelogs: the worker starts, says so in one line, and recounts to the same answers."""
+    before = counted_sample(pipeline, sample_csv)
+    pipeline.worker.stop()  # a clean stop: its stores are kept
+    pipeline.cli("replay", settings=pipeline.settings.with_(state_dir=pipeline.tmp / "other"))
+    pipeline.worker = WorkerProcess(pipeline.settings, pipeline.worker.log_path).start()
+    pipeline.worker.wait_ready(timeout=180)
+    log = pipeline.worker.log_path.read_text()
+    assert log.count("are ahead of their changelogs") == 1, log[-2000:]
+    pipeline.wait()
+    assert settled(pipeline) == before
