@@ -22,7 +22,7 @@ from pipeline.app import app, cfg
 from pipeline.messages import json_arrays
 from pipeline.metrics import metrics
 from pipeline.models import Reject, parse_event, parse_placement, parse_reset
-from pipeline.timeutil import now_us
+from pipeline.timeutil import MAX_US, MIN_US, now_us
 from tables import counting
 from tables.faust_tables import BatchStore, processing
 
@@ -133,15 +133,21 @@ def _right_key(outbox: Outbox, event: EventT, expected: str, field: str) -> bool
     return False
 
 
+def kafka_us(event: EventT) -> int:
+    """The record's Kafka timestamp, clamped to the instants every sink can store: a producer
+    sets it to anything, and one out of range must not fail the rows of a valid record."""
+    return min(max(int(event.message.timestamp * 1_000_000), MIN_US), MAX_US)
+
+
 def _source(event: EventT) -> counting.Source:
     msg = event.message
-    return counting.Source(msg.partition, msg.offset, int(msg.timestamp * 1_000_000))
+    return counting.Source(msg.partition, msg.offset, kafka_us(event))
 
 
 def sent_at(event: EventT, now: int) -> int:
     """The wall clock when the record was sent (its Kafka timestamp), that instants are checked
     against: a replay then refuses and accepts exactly what the first count did."""
-    ts = int(event.message.timestamp * 1_000_000)
+    ts = kafka_us(event)
     return ts if ts > 0 else now
 
 
@@ -159,7 +165,8 @@ def count_dpu_record(db: BatchStore, outbox: Outbox, event: EventT, now: int) ->
                 metrics.inc("events")  # counted once, as the events themselves are
             outbox.add(outcome)
     else:
-        placement = parse_placement(raw, max_bytes=cfg.max_record_bytes)
+        placement = parse_placement(raw, max_bytes=cfg.max_record_bytes,
+                                    now_us=sent_at(event, now), max_future_s=cfg.max_future_s)
         if isinstance(placement, Reject):
             outbox.reject(event, placement.reason)
         elif _right_key(outbox, event, placement.dpu_id, "dpu_id"):
@@ -169,7 +176,8 @@ def count_dpu_record(db: BatchStore, outbox: Outbox, event: EventT, now: int) ->
 def count_space_record(db: BatchStore, outbox: Outbox, event: EventT, now: int) -> None:
     msg = event.message
     if msg.topic == RESETS_TOPIC:
-        reset = parse_reset(msg.value or b"", max_bytes=cfg.max_record_bytes)
+        reset = parse_reset(msg.value or b"", max_bytes=cfg.max_record_bytes,
+                            now_us=sent_at(event, now), max_future_s=cfg.max_future_s)
         if isinstance(reset, Reject):
             outbox.reject(event, reset.reason)
         elif _right_key(outbox, event, reset.space_id, "space_id"):

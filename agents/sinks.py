@@ -15,11 +15,11 @@ import orjson
 from faust.types import EventT
 
 from agents.batching import applied_batches, exit_on_agent_failure
-from agents.counting import dead_letter, space_counts, telemetry
+from agents.counting import dead_letter, kafka_us, sent_at, space_counts, telemetry
 from pipeline import topics
 from pipeline.app import app, cfg
 from pipeline.models import DailyReset, Placement, Reject, Reset, parse_placement, parse_reset
-from pipeline.timeutil import from_us
+from pipeline.timeutil import MAX_US, MIN_US, from_us, now_us
 from sinks.base import BatchingSink, RejectSource, describe, printable
 from sinks.postgres import CopyMerge, PostgresSink
 from sinks.redis_mirror import RedisMirror, dpu_change, space_change
@@ -154,7 +154,7 @@ async def drain(name: str, stream, sinks: Iterable[BatchingSink],
 
 
 def _ms(event: EventT):
-    return from_us(int(event.message.timestamp * 1_000_000))
+    return from_us(kafka_us(event))
 
 
 def source_of(event: EventT, raw: bytes | None = None) -> RejectSource:
@@ -253,7 +253,7 @@ def reject_rows_of(event: EventT) -> Rows:
         headers.get("source_topic", m.topic), int(headers.get("source_partition", m.partition)),
         int(headers.get("source_offset", m.offset)),
         printable(headers.get("reason", "rejected")), m.value or b"",
-        from_us(int(src_ts) * 1000) if src_ts else _ms(event)))])]
+        from_us(min(max(int(src_ts) * 1000, MIN_US), MAX_US)) if src_ts else _ms(event)))])]
 
 
 @app.agent(dead_letter, name="sink-rejects")
@@ -284,7 +284,8 @@ def placement_rows(event: EventT, p: Placement) -> Rows:
 @app.agent(placements_in, name="sink-placements")
 async def sink_placements(stream):
     def build(event: EventT) -> Rows:
-        p = parse_placement(event.message.value or b"", max_bytes=cfg.max_record_bytes)
+        p = parse_placement(event.message.value or b"", max_bytes=cfg.max_record_bytes,
+                            now_us=sent_at(event, now_us()), max_future_s=cfg.max_future_s)
         return [] if isinstance(p, Reject) else placement_rows(event, p)  # counting files it
 
     await drain("sink-placements", stream, [placements_sink],
@@ -292,7 +293,8 @@ async def sink_placements(stream):
 
 
 def reset_rows(event: EventT) -> Rows:
-    r = parse_reset(event.message.value or b"", max_bytes=cfg.max_record_bytes)
+    r = parse_reset(event.message.value or b"", max_bytes=cfg.max_record_bytes,
+                    now_us=sent_at(event, now_us()), max_future_s=cfg.max_future_s)
     if isinstance(r, Reset):
         rows = [("space", (r.space_id,)), ("reset", (r.space_id, from_us(r.at), r.count)),
                 ("dirty", (r.space_id, from_us(r.at)))]

@@ -19,11 +19,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from pipeline.db import DatabaseUnavailable
     from pipeline.bench import BenchFailed
     from pipeline.dev.services import ServiceError
+    from pipeline.faust_fixes import FaustChanged
     from pipeline.files import FileError
     from pipeline.topics import BrokerUnavailable
 
     return (SettingsError, DatabaseUnavailable, ServiceError, FileError, BrokerUnavailable,
-            BenchFailed)
+            BenchFailed, FaustChanged)
 
 
 def friendly(fn):
