@@ -240,3 +240,57 @@ def test_the_worker_and_the_cli_run_over_sasl(pipeline, sample_csv):
     wrong = pipeline.settings.with_(kafka_extra={**SASL, "sasl_password": "wrong"})
     proc = pipeline.cli("wait", "--timeout", "5", check=False, settings=wrong)
     assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+NUL_RECORDS = [
+    (b"28\x003", {"dpu_id": "283", "timestamp": "2018-02-26T16:10:00Z", "direction": 1}),
+    (b"283", {"dpu_id": "28\x003", "timestamp": "2018-02-26T16:10:00Z", "direction": 1}),
+    (b"283", {"dpu_id": "283", "timestamp": "2018-02-26T16:10:00Z", "direction": 1,
+              "event_id": "e\x00"}),
+    (b"283", {"dpu_id": "283", "timestamp": "0001-01-01T00:00:00+01:00", "direction": 1}),
+    (b"\xff\xfe", {"dpu_id": "283", "timestamp": "2018-02-26T16:10:00Z", "direction": 1}),
+]
+"""Records on the topic itself, past any HTTP check: NUL in the key, in dpu_id and in event_id,
+an instant before 1970, a key that is not UTF-8. On 04e1813 the NUL key stalled the dpu_log
+sink for good (1,299 events behind after 120 s)."""
+
+
+def test_records_postgresql_cannot_store_never_stall_a_sink(pipeline, sample_csv):
+    events, _ = read_events(str(sample_csv))
+    pipeline.publish(FLOORPLAN + START + events[:250])
+    pipeline.send_raw("dpu-events", [(k, orjson.dumps(v)) for k, v in NUL_RECORDS])
+    pipeline.send_raw("dpu-events", [(b"283", orjson.dumps(  # 1970 itself is valid
+        {"dpu_id": "283", "timestamp": "1970-01-01T00:00:00Z", "direction": 1}))])
+    pipeline.publish(events[250:])
+    pipeline.wait(timeout=120)
+    assert pipeline.sql("SELECT count(*) FROM dpu_log")[0][0] == len(events) + 6
+    assert pipeline.sql("SELECT count(*) FROM dpu_telemetry")[0][0] == len(events) + 1
+    reasons = [r for (r,) in pipeline.sql("SELECT reason FROM dpu_rejects")]
+    assert len(reasons) == len(NUL_RECORDS), reasons
+    assert (pipeline.count("A"), pipeline.count("B")) == (31, 18)
+    # The 1970 event counts on its DPU (it has no placement then, so in no space).
+    assert pipeline.sql("SELECT count(*) FROM dpu_telemetry WHERE event_ts = "
+                        "'1970-01-01T00:00:00Z'")[0][0] == 1
+
+
+def test_a_row_postgresql_refuses_is_filed_and_the_rest_written(pipeline):
+    """The sink itself, on the real database: a batch holding a row PostgreSQL refuses (a NUL
+    in text) writes the other rows and files that record in dpu_rejects."""
+    import asyncio
+
+    from sinks.base import RejectSource
+    from sinks.postgres import PostgresSink
+
+    sink = PostgresSink("dpu_log", pipeline.settings.database_url, {
+        "log": "INSERT INTO dpus (dpu_id) VALUES (%s) ON CONFLICT DO NOTHING"})
+    ids = [f"sink-{i}" for i in range(50)]
+    ids[17] = "sink-\x00-17"
+    for i, dpu in enumerate(ids):
+        sink.add(("log", (dpu,)), RejectSource("dpu-events", 3, 1000 + i, dpu.encode()))
+    asyncio.run(sink.flush())
+    written = {d for (d,) in pipeline.sql("SELECT dpu_id FROM dpus WHERE dpu_id LIKE %s",
+                                          ("sink-%",))}
+    assert written == set(ids) - {ids[17]}
+    filed = pipeline.sql("SELECT source_offset, reason, raw FROM dpu_rejects")
+    assert [(o, bytes(raw)) for o, _, raw in filed] == [(1017, ids[17].encode())]
+    assert "NUL" in filed[0][1] and sink.stats.rejected == 1
