@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 
 from pipeline.settings import Settings, use
 
@@ -73,13 +74,24 @@ def stores_ahead_of_changelogs(settings: Settings, tables: dict) -> list[str]:
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
-    from pipeline.db import migrate
-    from pipeline.topics import ensure_topics
+    from pipeline.db import DatabaseUnavailable, migrate
+    from pipeline.topics import BrokerUnavailable, ensure_topics
 
     use(settings)
     drop_store_after_crash(settings)
-    asyncio.run(ensure_topics(settings, changelogs=True))
-    migrate(settings.database_url)
+    while True:  # nothing counts without the broker: wait for it, as for the database below
+        try:
+            asyncio.run(ensure_topics(settings, changelogs=True))
+            break
+        except BrokerUnavailable as exc:
+            log.warning("waiting for the broker: %s", exc)
+            time.sleep(2)
+    try:
+        migrate(settings.database_url)
+        migrated = True
+    except DatabaseUnavailable as exc:  # counting goes on; agents.schema migrates later
+        log.warning("starting without PostgreSQL, its sinks wait: %s", exc)
+        migrated = False
 
     # Import order matters: the settings above configure the app these modules attach to.
     from faust import Worker
@@ -89,11 +101,13 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     import agents.daily  # noqa: F401
     import agents.mirror  # noqa: F401
     import agents.reconcile  # noqa: F401
+    import agents.schema
     import agents.sinks  # noqa: F401
     import pipeline.views  # noqa: F401
     from pipeline.app import app
     from tables.faust_tables import TABLES
 
+    agents.schema.schema.migrated = migrated
     ahead = stores_ahead_of_changelogs(settings, TABLES)
     if ahead:
         log.warning("the local table stores under %s are ahead of their changelogs (%s%s): "
