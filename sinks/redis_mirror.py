@@ -36,8 +36,9 @@ class RedisMirror(BatchingSink[Change]):
         self.redis_url = redis_url
         self.prefix = prefix
         self._client: aioredis.Redis | None = None
-        self.synced_run_id: str | None = None
-        """The Redis server run this mirror last wrote in full (see ``agents/mirror.py``)."""
+        self.synced: tuple[str, int] | None = None
+        """The Redis server run and group generation this mirror last wrote in full (see
+        ``agents/mirror.py``)."""
 
     def keys(self, kind: str) -> tuple[str, str]:
         return f"{self.prefix}{kind}s", f"{self.prefix}{kind}-counts"
