@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,17 +41,28 @@ HOW_TO_START = ('start the services with `scripts/test` (or `eval "$(.venv/bin/d
                 "or point DPU_KAFKA_URL, DPU_DATABASE_URL and DPU_REDIS_URL at running ones")
 TEST_DATABASE = "dpu_test"
 FAULT_TABLE: list[dict] = []
-"""Rows the fault suite adds (``test_faults.py``), printed after the run."""
+"""Rows the fault suite and the campaign add (``test_faults.py``), printed after the run."""
+CAMPAIGN: dict = {"seeds": [], "faults": Counter(), "events": 0, "as_of": 0, "hostile": {}}
+"""What the fault campaign's passing seeds did (``test_campaign.py``), printed after the run."""
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    if not FAULT_TABLE:
-        return
-    cols = ("scenario", "faults", "events", "in_flight", "lost", "doubled", "all_equal")
-    terminalreporter.section("fault table")
-    terminalreporter.write_line(" | ".join(cols))
-    for row in FAULT_TABLE:
-        terminalreporter.write_line(" | ".join(str(row[c]) for c in cols))
+    if FAULT_TABLE:
+        cols = ("scenario", "faults", "events", "in_flight", "lost", "doubled", "all_equal")
+        terminalreporter.section("fault table")
+        terminalreporter.write_line(" | ".join(cols))
+        for row in FAULT_TABLE:
+            terminalreporter.write_line(" | ".join(str(row[c]) for c in cols))
+    if CAMPAIGN["seeds"]:
+        terminalreporter.section("fault campaign")
+        write = terminalreporter.write_line
+        write(f"seeds passed: {len(CAMPAIGN['seeds'])} ({', '.join(map(str, CAMPAIGN['seeds']))})"
+              f"; events {CAMPAIGN['events']}; as-of answers compared {CAMPAIGN['as_of']}")
+        write("faults applied: " + ", ".join(f"{k} {n}" for k, n in
+                                             sorted(CAMPAIGN["faults"].items())))
+        write("hostile records and where they ended up:")
+        for name, where in sorted(CAMPAIGN["hostile"].items()):
+            write(f"  {name}: {where}")
 
 
 @pytest.fixture(scope="session")

@@ -118,8 +118,11 @@ def verify(pipeline, sc: scenarios.Scenario, exp: Expected, workers: list[Worker
     sums = dict(pipeline.sql("SELECT space_id, sum(delta)::int FROM space_count GROUP BY 1 "
                              "HAVING sum(delta) <> 0"))
     assert sums == exp.space_sums
-    poll(lambda: pipeline.redis_counts() == exp.realtime, timeout=30,
-         what="the Redis mirror equal to the definition")
+    deadline = time.monotonic() + 30
+    while (mirror := pipeline.redis_counts()) != exp.realtime:
+        assert time.monotonic() < deadline, "Redis mirror differs: " + str(
+            {s: (mirror.get(s), want) for s, want in exp.realtime.items() if mirror.get(s) != want})
+        time.sleep(0.2)
     pipeline.assert_history_matches(sc.events, sc.placements, sc.resets)
     entry["all_equal"] = "yes"
 
