@@ -21,10 +21,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from pipeline.dev.services import ServiceError
     from pipeline.faust_fixes import FaustChanged
     from pipeline.files import FileError
-    from pipeline.topics import BrokerUnavailable
+    from pipeline.topics import BrokerUnavailable, TopicsRefused
 
     return (SettingsError, DatabaseUnavailable, ServiceError, FileError, BrokerUnavailable,
-            BenchFailed, FaustChanged)
+            BenchFailed, FaustChanged, TopicsRefused)
 
 
 def friendly(fn):

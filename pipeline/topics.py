@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 
 from pipeline.kafka_auth import client_options
 from pipeline.settings import Settings
@@ -52,6 +52,18 @@ class BrokerUnavailable(RuntimeError):
     """The Kafka broker could not be reached."""
 
 
+class TopicsRefused(RuntimeError):
+    """The broker refused to create a topic (too many replicas asked, a bad config)."""
+
+
+def refused(response) -> None:
+    """Raise TopicsRefused for the first topic a CreateTopics response did not create."""
+    for topic, code, *message in response.topic_errors:
+        if code and code != TopicAlreadyExistsError.errno:
+            why = (message[0] if message and message[0] else None) or for_code(code).__name__
+            raise TopicsRefused(f"the broker refused to create topic {topic}: {why}")
+
+
 def unreachable_message(settings: Settings) -> str:
     return (f"Kafka is not reachable at {settings.kafka_bootstrap}: start it with "
             "`dpu dev up` (or set DPU_KAFKA_URL)")
@@ -82,12 +94,14 @@ async def ensure_topics(settings: Settings, changelogs: bool = False) -> list[st
         missing = [n for n in wanted if n not in existing]
         if missing:
             try:
-                await admin.create_topics(
+                response = await admin.create_topics(
                     [NewTopic(n, settings.partitions, settings.replication_factor,
                               topic_configs=topic_configs(settings, wanted[n]))
                      for n in missing])
             except TopicAlreadyExistsError:
                 pass  # another process created it meanwhile
+            else:
+                refused(response)
         await _until_listed(admin, list(wanted), settings.partitions)
         return missing
     finally:
