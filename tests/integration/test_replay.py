@@ -98,14 +98,22 @@ def test_replay_refuses_when_the_placements_topic_lost_records(pipeline, sample_
         from aiokafka import TopicPartition
         from aiokafka.admin import RecordsToDelete
 
-        from pipeline.replay import _offsets
+        from aiokafka import AIOKafkaConsumer
 
-        _, ends = await _offsets(pipeline.settings, "dpu-placements")
+        from pipeline.kafka_auth import client_options
+
         topic = pipeline.settings.topic("dpu-placements")
+        consumer = AIOKafkaConsumer(**client_options(pipeline.settings))
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(
+                pipeline.settings.partitions)])
+        finally:
+            await consumer.stop()
         admin = await admin_client(pipeline.settings)
         try:
-            await admin.delete_records({TopicPartition(topic, p): RecordsToDelete(1)
-                                        for p, end in ends.items() if end})
+            await admin.delete_records({tp: RecordsToDelete(1) for tp, end in ends.items()
+                                        if end})
         finally:
             await admin.close()
     asyncio.run(retention_took_the_first_placement())
