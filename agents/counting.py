@@ -61,6 +61,7 @@ class Outbox:
         self.dead: list[tuple[EventT, str]] = []
         self._added: list[tuple[str, str]] = []
         """Groups appended to since ``begin``, in order, so a record's outputs can be undone."""
+        self._dead_before = 0
 
     def begin(self) -> None:
         """A record starts: what it adds can be taken back with ``undo_record``."""
@@ -300,6 +301,12 @@ async def write(db: BatchStore, outbox: Outbox, batch, durable: bool, logs_first
     if durable:
         await app.producer.flush()
     return True
+
+
+@app.timer(interval=1.0, name="exit-when-left-out")
+async def exit_when_left_out() -> None:
+    """An idle worker the group went on without ends too (``agents.ownership``)."""
+    ownership.exit_if_left_out()
 
 
 @app.agent(dpu_inputs, name="count-dpus")

@@ -311,6 +311,7 @@ def record_heartbeats() -> None:
     heartbeat answered within the session timeout (``agents.ownership``).
     """
     from aiokafka.consumer.group_coordinator import GroupCoordinator
+    from aiokafka.protocol.group import JoinGroupRequest
 
     if getattr(GroupCoordinator._do_heartbeat, "records_time", False):
         return
@@ -318,9 +319,15 @@ def record_heartbeats() -> None:
 
     async def _do_heartbeat(self: GroupCoordinator) -> bool:
         sent = time.monotonic()
+        last = self.__dict__.get("dpu_heartbeat_ok")
         ok = await original(self)
         if ok:  # also while the group rebalances: the broker still counts it a member
             self.__dict__["dpu_heartbeat_ok"] = sent
+        elif (self.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID and last is not None
+              and sent - last > self._session_timeout_ms / 1000):
+            # Silent past the session timeout, and the broker no longer knows it: the group
+            # went on without this worker (``agents.ownership`` ends it).
+            self.__dict__["dpu_left_out"] = sent - last
         return ok
 
     _do_heartbeat.records_time = True  # type: ignore[attr-defined]
@@ -330,3 +337,9 @@ def record_heartbeats() -> None:
 def last_heartbeat(coordinator) -> float | None:
     """``time.monotonic()`` when the last heartbeat answered as a member was sent, if any."""
     return coordinator.__dict__.get("dpu_heartbeat_ok")
+
+
+def left_out(coordinator) -> float | None:
+    """How long this worker was silent when the broker answered it was no member any more
+    (None while it is one)."""
+    return coordinator.__dict__.get("dpu_left_out")

@@ -18,11 +18,17 @@ from faust.types import EventT
 
 from pipeline.app import app, cfg
 from pipeline.topics import TABLES as TABLE_NAMES, topic_configs
+from tables.fenced import Epochs, FencedTable, verify_send_changelog
 
 MEMTABLE_BYTES = 4 << 20
 """RocksDB write buffer per table partition (two of them at most)."""
 BLOCK_CACHE_BYTES = 8 << 20
 """RocksDB block cache per table partition."""
+
+
+verify_send_changelog()
+EPOCHS = Epochs(app)
+"""This worker's changelog epochs, shared by every table."""
 
 
 def _table(name: str, help: str):
@@ -31,11 +37,15 @@ def _table(name: str, help: str):
     Faust's defaults give each store three 64 MiB memtables and a 2 GiB block cache, and each
     table partition is a store of its own (24 here): in the million-event bench the worker held
     350 MiB of unflushed memtables after 200,000 events, its RSS still climbing. These bound
-    the stores at about 16 MiB each; RocksDB flushes and compacts in its own threads.
+    the stores at about 16 MiB each; RocksDB flushes and compacts in its own threads. Its
+    changelog records carry the writer's epoch (``tables.fenced``).
     """
     options = {"write_buffer_size": MEMTABLE_BYTES, "max_write_buffer_number": 2,
                "block_cache_size": BLOCK_CACHE_BYTES}  # Faust's store takes the dict over
-    return app.Table(name, key_type=bytes, value_type=bytes, options=options, help=help)
+    table = FencedTable(app, name=name, beacon=app.tables.beacon, help=help, key_type=bytes,
+                        value_type=bytes, options=options, extra_topic_configs=topic_configs(cfg))
+    table.epochs = EPOCHS
+    return app.tables.add(table)
 
 
 TABLES = {

@@ -42,7 +42,8 @@ HOW_TO_START = ('start the services with `scripts/test` (or `eval "$(.venv/bin/d
 TEST_DATABASE = "dpu_test"
 FAULT_TABLE: list[dict] = []
 """Rows the fault suite and the campaign add (``test_faults.py``), printed after the run."""
-CAMPAIGN: dict = {"seeds": [], "faults": Counter(), "events": 0, "as_of": 0, "hostile": {}}
+CAMPAIGN: dict = {"seeds": [], "faults": Counter(), "events": 0, "as_of": 0, "hostile": {},
+                  "left_out": 0}
 """What the fault campaign's passing seeds did (``test_campaign.py``), printed after the run."""
 
 
@@ -60,6 +61,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
               f"; events {CAMPAIGN['events']}; as-of answers compared {CAMPAIGN['as_of']}")
         write("faults applied: " + ", ".join(f"{k} {n}" for k, n in
                                              sorted(CAMPAIGN["faults"].items())))
+        write(f"workers that ended themselves, left out of their group, and were started "
+              f"again: {CAMPAIGN['left_out']}")
         write("hostile records and where they ended up:")
         for name, where in sorted(CAMPAIGN["hostile"].items()):
             write(f"  {name}: {where}")
