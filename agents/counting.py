@@ -22,7 +22,7 @@ from pipeline.app import app, cfg
 from pipeline.messages import json_arrays
 from pipeline.metrics import metrics
 from pipeline.models import Reject, parse_event, parse_placement, parse_reset
-from pipeline.timeutil import MAX_US, MIN_US, now_us
+from pipeline.timeutil import clamped, now_us
 from tables import counting
 from tables.faust_tables import BatchStore, processing
 
@@ -137,7 +137,7 @@ def _right_key(outbox: Outbox, event: EventT, expected: str, field: str) -> bool
 def kafka_us(event: EventT) -> int:
     """The record's Kafka timestamp, clamped to the instants every sink can store: a producer
     sets it to anything, and one out of range must not fail the rows of a valid record."""
-    return min(max(int(event.message.timestamp * 1_000_000), MIN_US), MAX_US)
+    return clamped(int(event.message.timestamp * 1_000_000))
 
 
 def _source(event: EventT) -> counting.Source:

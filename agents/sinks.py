@@ -19,7 +19,7 @@ from agents.counting import dead_letter, kafka_us, sent_at, space_counts, teleme
 from pipeline import topics
 from pipeline.app import app, cfg
 from pipeline.models import DailyReset, Placement, Reject, Reset, parse_placement, parse_reset
-from pipeline.timeutil import MAX_US, MIN_US, from_us, now_us
+from pipeline.timeutil import clamped, from_us, now_us
 from sinks.base import BatchingSink, RejectSource, describe, printable
 from sinks.postgres import CopyMerge, PostgresSink
 from sinks.redis_mirror import RedisMirror, dpu_change, space_change
@@ -253,7 +253,7 @@ def reject_rows_of(event: EventT) -> Rows:
         headers.get("source_topic", m.topic), int(headers.get("source_partition", m.partition)),
         int(headers.get("source_offset", m.offset)),
         printable(headers.get("reason", "rejected")), m.value or b"",
-        from_us(min(max(int(src_ts) * 1000, MIN_US), MAX_US)) if src_ts else _ms(event)))])]
+        from_us(clamped(int(src_ts) * 1000)) if src_ts else _ms(event)))])]
 
 
 @app.agent(dead_letter, name="sink-rejects")

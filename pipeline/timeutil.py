@@ -67,6 +67,12 @@ def parse_ts(value: object, name: str = "timestamp") -> int:
     return us
 
 
+def clamped(us: int) -> int:
+    """``us`` brought within ``MIN_US..MAX_US``: for instants no one validated (a Kafka
+    record's timestamp, which a producer sets to anything) that must still be stored."""
+    return min(max(us, MIN_US), MAX_US)
+
+
 def to_us(dt: datetime) -> int:
     delta = dt - EPOCH
     return (delta.days * 86400 + delta.seconds) * US + delta.microseconds
