@@ -122,7 +122,8 @@ class Kafka(Service):
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
-        self.endpoint = _endpoint(settings.kafka_bootstrap, 9092)
+        # kafka_url's scheme may be kafka://, plaintext://, ssl:// ...: its host and port count
+        self.endpoint = _endpoint(f"//{settings.kafka_bootstrap}", 9092)
         self.controller = Endpoint(self.endpoint.host, self.endpoint.port + 1)
         self.sasl_endpoint = Endpoint(self.endpoint.host, self.endpoint.port + 4)
         """A SASL_PLAINTEXT (PLAIN) listener for ``DEV_SASL_USER``."""
