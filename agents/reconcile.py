@@ -19,7 +19,8 @@ async def reconcile_space_counts() -> None:
     try:
         if not _connection or _connection[0].closed:
             _connection[:] = [await psycopg.AsyncConnection.connect(
-                cfg.database_url, connect_timeout=5, application_name="dpu-reconcile")]
+                cfg.database_url, connect_timeout=5, application_name="dpu-reconcile",
+                autocommit=True)]
         while await reconcile_round(_connection[0]):
             metrics.inc("reconcile_rounds")
     except psycopg.Error as exc:  # the database is down: try again next tick

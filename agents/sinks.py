@@ -78,7 +78,7 @@ space_count_sink = PostgresSink("space_count", cfg.database_url, {
         "  exits = space_count_daily.exits + excluded.exits) "
         "INSERT INTO space_dirty (space_id, since) SELECT space_id, min(event_ts) FROM ins "
         "GROUP BY 1 ON CONFLICT (space_id) DO UPDATE SET since = "
-        "LEAST(space_dirty.since, excluded.since)"),
+        "LEAST(space_dirty.since, excluded.since), n = space_dirty.n + 1"),
 })
 
 rejects_sink = PostgresSink("dpu_rejects", cfg.database_url, {
@@ -117,7 +117,8 @@ resets_sink = PostgresSink("space_resets", cfg.database_url, {
     "reset": "INSERT INTO space_resets (space_id, at, count) VALUES (%s, %s, %s) "
              "ON CONFLICT (space_id, at) DO UPDATE SET count = excluded.count",
     "dirty": "INSERT INTO space_dirty (space_id, since) VALUES (%s, %s) ON CONFLICT (space_id) "
-             "DO UPDATE SET since = LEAST(space_dirty.since, excluded.since)",
+             "DO UPDATE SET since = LEAST(space_dirty.since, excluded.since), "
+             "n = space_dirty.n + 1",
     "daily": "INSERT INTO space_daily_resets (space_id, local_time, tz, count) "
              "VALUES (%s, %s, %s, %s) ON CONFLICT (space_id) DO UPDATE SET local_time = "
              "excluded.local_time, tz = excluded.tz, count = excluded.count, updated_at = now()",

@@ -2,10 +2,11 @@
 
 ``count_on_arrival`` is what the pipeline knew when a row was processed; ``count_reconciled`` is
 ``count(S, row.event_ts)`` as known now, after late events, late resets and re-attributions.
-Sinks mark a space dirty from the earliest instant they changed (``space_dirty``); each round takes
-some dirty spaces (``FOR UPDATE SKIP LOCKED``: several workers never take the same one) and
-recomputes the rows from that instant on, starting from the last row before it (already right)
-or a reset, whichever is later. Work per round is the rows after the change, not the history.
+Sinks mark a space dirty from the earliest instant they changed (``space_dirty``, its ``n`` counting
+the marks); each round takes some dirty spaces and recomputes the rows from that instant on,
+starting from the last row before it (already right) or a reset, whichever is later, then
+removes the mark unless a sink marked the space again meanwhile. Work per round is the rows
+after the change, not the history.
 """
 
 from __future__ import annotations
@@ -61,14 +62,20 @@ async def reconcile_space(cur: psycopg.AsyncCursor, space_id: str, since) -> int
 
 
 async def reconcile_round(conn: psycopg.AsyncConnection, max_spaces: int = 200) -> int:
-    """One round over up to ``max_spaces`` dirty spaces; returns how many were reconciled."""
-    async with conn.transaction():
-        async with conn.cursor() as cur:
-            await cur.execute("SELECT space_id, since FROM space_dirty ORDER BY since "
-                              "LIMIT %s FOR UPDATE SKIP LOCKED", (max_spaces,))
-            dirty = await cur.fetchall()
-            for space_id, since in dirty:
+    """One round over up to ``max_spaces`` dirty spaces; returns how many were reconciled.
+
+    Each space is recomputed in a short transaction of its own, and its mark deleted only if
+    no sink marked it again meanwhile (its ``n`` unchanged): a sink never waits for a round.
+    Two workers may recompute the same space at once, to the same values.
+    """
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT space_id, since, n FROM space_dirty ORDER BY since LIMIT %s",
+                          (max_spaces,))
+        dirty = await cur.fetchall()
+    for space_id, since, n in dirty:
+        async with conn.transaction():
+            async with conn.cursor() as cur:
                 await reconcile_space(cur, space_id, since)
-                await cur.execute("DELETE FROM space_dirty WHERE space_id = %s AND since = %s",
-                                  (space_id, since))
+                await cur.execute("DELETE FROM space_dirty WHERE space_id = %s AND n = %s",
+                                  (space_id, n))
     return len(dirty)
