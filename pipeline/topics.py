@@ -90,22 +90,31 @@ async def ensure_topics(settings: Settings, changelogs: bool = False) -> list[st
         wanted.update({changelog(settings, t): True for t in TABLES})
     admin = await admin_client(settings)
     try:
-        existing = set(await admin.list_topics())
-        missing = [n for n in wanted if n not in existing]
-        if missing:
-            try:
-                response = await admin.create_topics(
-                    [NewTopic(n, settings.partitions, settings.replication_factor,
-                              topic_configs=topic_configs(settings, wanted[n]))
-                     for n in missing])
-            except TopicAlreadyExistsError:
-                pass  # another process created it meanwhile
-            else:
-                refused(response)
-        await _until_listed(admin, list(wanted), settings.partitions)
-        return missing
+        return await _ensure(admin, settings, wanted)
+    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        # The broker went away half-way (restarted): as unreachable, the caller waits for it.
+        raise BrokerUnavailable(f"{unreachable_message(settings)} ({type(exc).__name__})") \
+            from None
     finally:
         await admin.close()
+
+
+async def _ensure(admin: AIOKafkaAdminClient, settings: Settings,
+              wanted: dict[str, bool]) -> list[str]:
+    existing = set(await admin.list_topics())
+    missing = [n for n in wanted if n not in existing]
+    if missing:
+        try:
+            response = await admin.create_topics(
+                [NewTopic(n, settings.partitions, settings.replication_factor,
+                          topic_configs=topic_configs(settings, wanted[n]))
+                 for n in missing])
+        except TopicAlreadyExistsError:
+            pass  # another process created it meanwhile
+        else:
+            refused(response)
+    await _until_listed(admin, list(wanted), settings.partitions)
+    return missing
 
 
 async def _until_listed(admin: AIOKafkaAdminClient, topics: list[str], partitions: int,

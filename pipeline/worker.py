@@ -6,8 +6,11 @@ import asyncio
 import logging
 import shutil
 import time
+from typing import Callable, TypeVar
 
 from pipeline.settings import Settings, use
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +76,29 @@ def stores_ahead_of_changelogs(settings: Settings, tables: dict) -> list[str]:
     return ahead
 
 
+def until_broker(step: Callable[[], T]) -> T:
+    """``step()``, tried again every 2 s while the broker cannot be reached (a worker started
+    by its supervisor while the broker restarts waits for it)."""
+    from aiokafka.errors import KafkaError
+
+    from pipeline.topics import BrokerUnavailable
+
+    while True:
+        try:
+            return step()
+        except (BrokerUnavailable, KafkaError, OSError) as exc:
+            log.warning("waiting for the broker: %s", exc)
+            time.sleep(2)
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     from pipeline.db import DatabaseUnavailable, migrate
-    from pipeline.topics import BrokerUnavailable, ensure_topics
+    from pipeline.topics import ensure_topics
 
     use(settings)
     drop_store_after_crash(settings)
-    while True:  # nothing counts without the broker: wait for it, as for the database below
-        try:
-            asyncio.run(ensure_topics(settings, changelogs=True))
-            break
-        except BrokerUnavailable as exc:
-            log.warning("waiting for the broker: %s", exc)
-            time.sleep(2)
+    # Nothing counts without the broker: wait for it, as for the database below.
+    until_broker(lambda: asyncio.run(ensure_topics(settings, changelogs=True)))
     try:
         migrate(settings.database_url)
         migrated = True
@@ -108,7 +121,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     from tables.faust_tables import TABLES
 
     agents.schema.schema.migrated = migrated
-    ahead = stores_ahead_of_changelogs(settings, TABLES)
+    ahead = until_broker(lambda: stores_ahead_of_changelogs(settings, TABLES))
     if ahead:
         log.warning("the local table stores under %s are ahead of their changelogs (%s%s): "
                     "removing them, the tables are restored from the changelogs",
