@@ -23,7 +23,7 @@ import os
 import time
 from typing import Sequence
 
-from faust.types import AppT, EventT
+from faust.types import AppT, EventT, Message
 
 from pipeline.faust_fixes import last_heartbeat, left_out
 from pipeline.metrics import metrics
@@ -48,7 +48,7 @@ class Ownership:
         except Exception:
             return None  # no Kafka consumer (unit tests): the generation test alone
 
-    def taken_in_current_generation(self, events: Sequence[EventT]) -> bool:
+    def taken_in_current_generation(self, records: Sequence[EventT | Message]) -> bool:
         app = self.app
         if app.rebalancing:
             return False
@@ -56,8 +56,8 @@ class Ownership:
         coordinator = self._coordinator()
         if coordinator is not None and coordinator.generation != generation:
             return False  # a heartbeat found this worker out of the group, or it rejoined
-        return all(getattr(e.message, "generation_id", generation) == generation
-                   for e in events)
+        return all(getattr(getattr(r, "message", r), "generation_id", generation) == generation
+                   for r in records)
 
     def lease_held(self) -> bool:
         coordinator = self._coordinator()
@@ -76,11 +76,12 @@ class Ownership:
             logging.shutdown()
             os._exit(EXIT_LEFT_OUT)
 
-    async def hold(self, events: Sequence[EventT]) -> bool:
-        """Wait until writing for ``events`` is safe; False when the batch must be given up."""
+    async def hold(self, records: Sequence[EventT | Message]) -> bool:
+        """Wait until writing for ``records`` (Faust events or messages) is safe; False when
+        the batch must be given up."""
         self.exit_if_left_out()
         waited = False
-        while self.taken_in_current_generation(events):
+        while self.taken_in_current_generation(records):
             if self.lease_held():
                 return True
             self.exit_if_left_out()

@@ -9,25 +9,26 @@ filed in ``dpu_rejects`` and the rest go on (``sinks.base``).
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Iterable
+import base64
+from typing import Any, Callable, Iterable
 
 import orjson
-from faust.types import EventT
+from faust.types import Message
 
 from agents.batching import applied_batches, exit_on_agent_failure
-from agents.counting import dead_letter, kafka_us, sent_at, space_counts, telemetry
-from pipeline import topics
+from agents.counting import BULK, EVENTS_TOPIC, PLACEMENTS_TOPIC, RESETS_TOPIC, dead_letter, \
+    space_counts, telemetry
 from pipeline.app import app, cfg
-from pipeline.models import DailyReset, Placement, Reject, Reset, parse_placement, parse_reset
+from pipeline.bulk_input import Batch
+from pipeline.inputs import kafka_us, read_placement, read_reset
+from pipeline.models import DailyReset, Placement, Reject, Reset
 from pipeline.timeutil import clamped, from_us, now_us
 from sinks.base import BatchingSink, RejectSource, describe, printable
 from sinks.postgres import CopyMerge, PostgresSink
 from sinks.redis_mirror import RedisMirror, dpu_change, space_change
 
-_RAW = dict(key_serializer="raw", value_serializer="raw")
-events_log = app.topic(cfg.topic(topics.EVENTS), **_RAW)
-placements_in = app.topic(cfg.topic(topics.PLACEMENTS), **_RAW)
-resets_in = app.topic(cfg.topic(topics.RESETS), **_RAW)
+placement_records = BULK.subscribe("sink-placements", [PLACEMENTS_TOPIC])
+reset_records = BULK.subscribe("sink-resets", [RESETS_TOPIC])
 
 REGISTER = {
     "space": "INSERT INTO spaces (space_id) VALUES (%s) ON CONFLICT DO NOTHING",
@@ -41,6 +42,9 @@ log_sink = PostgresSink("dpu_log", cfg.database_url, {
                      "INSERT INTO dpu_log SELECT * FROM dpu_log_in ON CONFLICT DO NOTHING"),
 })
 
+REGISTRIES = frozenset(REGISTER)
+"""Registry inserts: once per id and sink is enough."""
+
 telemetry_sink = PostgresSink("dpu_telemetry", cfg.database_url, {
     "dpu": REGISTER["dpu"],
     "telemetry": CopyMerge(
@@ -52,7 +56,7 @@ telemetry_sink = PostgresSink("dpu_telemetry", cfg.database_url, {
     "reattributed": "UPDATE dpu_telemetry SET doorway_id = %s, placement_at = %s, spaces = %s, "
                     "reconciled_at = now() WHERE dpu_id = %s AND event_ts >= %s "
                     "AND (%s::timestamptz IS NULL OR event_ts < %s)",
-})
+}, once=REGISTRIES)
 
 space_count_sink = PostgresSink("space_count", cfg.database_url, {
     "space": REGISTER["space"],
@@ -79,7 +83,7 @@ space_count_sink = PostgresSink("space_count", cfg.database_url, {
         "INSERT INTO space_dirty (space_id, since) SELECT space_id, min(event_ts) FROM ins "
         "GROUP BY 1 ON CONFLICT (space_id) DO UPDATE SET since = "
         "LEAST(space_dirty.since, excluded.since), n = space_dirty.n + 1"),
-})
+}, once=REGISTRIES)
 
 rejects_sink = PostgresSink("dpu_rejects", cfg.database_url, {
     "reject": "INSERT INTO dpu_rejects (source_topic, source_partition, source_offset, reason, "
@@ -110,7 +114,7 @@ placements_sink = PostgresSink("dpu_location", cfg.database_url, {
                "FROM (SELECT installed_at, lead(installed_at) OVER (ORDER BY installed_at) "
                "AS next_at FROM dpu_placements WHERE dpu_id = %s) n "
                "WHERE l.dpu_id = %s AND l.installed = n.installed_at",
-})
+}, once=REGISTRIES)
 
 resets_sink = PostgresSink("space_resets", cfg.database_url, {
     "space": REGISTER["space"],
@@ -123,7 +127,7 @@ resets_sink = PostgresSink("space_resets", cfg.database_url, {
              "VALUES (%s, %s, %s, %s) ON CONFLICT (space_id) DO UPDATE SET local_time = "
              "excluded.local_time, tz = excluded.tz, count = excluded.count, updated_at = now()",
     "daily_off": "DELETE FROM space_daily_resets WHERE space_id = %s",
-})
+}, once=REGISTRIES)
 
 space_mirror = RedisMirror(cfg.redis_url, cfg.redis_prefix)
 dpu_mirror = RedisMirror(cfg.redis_url, cfg.redis_prefix)
@@ -136,32 +140,47 @@ Rows = list[tuple[BatchingSink, list]]
 """What one input record gives each sink."""
 
 
-async def drain(name: str, stream, sinks: Iterable[BatchingSink],
-                add: Callable[[EventT], None]) -> None:
-    """Feed each batch of ``stream`` to ``add``, then flush every sink; acknowledge the batch
-    once all are written (a cancelled flush leaves it unacknowledged)."""
+async def stream_batches(stream):
+    """A Faust stream's batches as ``(messages, acknowledge)``."""
+    async for batch in applied_batches(stream, cfg.sink_batch_size, cfg.sink_flush_s):
+        yield [event.message for event in batch], batch.applied
+
+
+async def bulk_batches(records):
+    """A bulk subscription's batches as ``(messages, acknowledge)``."""
+    async for batch in records.batches(cfg.sink_batch_size, cfg.sink_flush_s):
+        yield batch, (lambda batch=batch: Batch.ack(batch, app.consumer))
+
+
+async def drain(name: str, batches, sinks: Iterable[BatchingSink],
+                add: Callable[[Message], None]) -> None:
+    """Feed each batch's records to ``add``, then flush every sink; acknowledge the batch once
+    all are written (a cancelled flush leaves it unacknowledged). A batch of grouped messages
+    can hold many rows: the sinks are flushed along the way too, every ``sink_rows``."""
     sinks = list(sinks)
     try:
-        async for batch in applied_batches(stream, cfg.sink_batch_size, cfg.sink_flush_s):
-            for event in batch:
-                add(event)
+        async for messages, acknowledge in batches:
+            for message in messages:
+                add(message)
+                if sum(sink.stats.pending for sink in sinks) >= cfg.sink_rows:
+                    for sink in sinks:
+                        await sink.flush()
             for sink in sinks:
                 await sink.flush()
-            batch.applied()
+            acknowledge()
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         exit_on_agent_failure(name, exc)
 
 
-def _ms(event: EventT):
-    return from_us(kafka_us(event))
+def _ms(message: Message):
+    return from_us(kafka_us(message))
 
 
-def source_of(event: EventT, raw: bytes | None = None) -> RejectSource:
-    m = event.message
-    return RejectSource(m.topic, m.partition, m.offset, m.value or b"" if raw is None else raw,
-                        _ms(event))
+def source_of(message: Message, raw: Any = None) -> RejectSource:
+    return RejectSource(message.topic, message.partition, message.offset,
+                        message.value or b"" if raw is None else raw, _ms(message))
 
 
 def add_rows(source: RejectSource, build: Callable[[], Rows], refused_to: BatchingSink) -> None:
@@ -176,41 +195,25 @@ def add_rows(source: RejectSource, build: Callable[[], Rows], refused_to: Batchi
         sink.add_item(rows, source)
 
 
-def each_value(event: EventT, build: Callable[[dict], Rows], refused_to: BatchingSink) -> None:
-    """The values a grouped message holds (a JSON list), each an input record of its own."""
+def each_value(message: Message, build: Callable[[Any], Rows], refused_to: BatchingSink) -> None:
+    """The ``[key, value]`` pairs a grouped message holds, each value an input record of its
+    own (filed alone if its rows cannot be built or written)."""
     try:
-        values = orjson.loads(event.message.value)
+        pairs = orjson.loads(message.value)
     except orjson.JSONDecodeError as exc:
-        refused_to.add_refused(source_of(event), f"could not be read: {describe(exc)}")
+        refused_to.add_refused(source_of(message), f"could not be read: {describe(exc)}")
         return
-    for value in values:
-        add_rows(source_of(event, orjson.dumps(value)), lambda: build(value), refused_to)
-
-
-def log_key(key) -> str | None:
-    """The record key as ``dpu_log`` keeps it: text PostgreSQL can store, else none (the raw
-    value is kept whatever it holds)."""
-    if not isinstance(key, bytes):
-        return key
-    try:
-        text = key.decode()
-    except UnicodeDecodeError:
-        return None
-    return text if "\x00" not in text else None
-
-
-@app.agent(events_log, name="sink-dpu-log")
-async def sink_dpu_log(stream):
-    def add(event: EventT) -> None:
-        m = event.message
-        add_rows(source_of(event), lambda: [(log_sink, [("log", (
-            m.topic, m.partition, m.offset, _ms(event), log_key(m.key), m.value or b""))])],
-            log_sink)
-    await drain("sink-dpu-log", stream, [log_sink], add)
+    for _, value in pairs:
+        add_rows(source_of(message, value), lambda: build(value), refused_to)
 
 
 def telemetry_rows(t: dict) -> Rows:
-    if t["k"] == "reattributed":
+    kind = t["k"]
+    if kind == "log":
+        raw = base64.b64decode(t["raw"]) if t["b64"] else t["raw"].encode()
+        return [(log_sink, [("log", (EVENTS_TOPIC, t["p"], t["o"], from_us(t["kts"]), t["key"],
+                                     raw))])]
+    if kind == "reattributed":
         end = from_us(t["end"]) if t["end"] is not None else None
         return [(telemetry_sink, [("reattributed", (
             t["door"], from_us(t["pat"]), orjson.dumps(t["sp"]).decode(), t["dpu"],
@@ -225,8 +228,10 @@ def telemetry_rows(t: dict) -> Rows:
 
 @app.agent(telemetry, name="sink-telemetry")
 async def sink_telemetry(stream):
-    await drain("sink-telemetry", stream, [telemetry_sink, dpu_mirror],
-                lambda event: each_value(event, telemetry_rows, telemetry_sink))
+    """Every events record as received (``dpu_log``) and every counted event with its DPU's
+    running counts (``dpu_telemetry``, the Redis mirror), as the DPU stage sends them."""
+    await drain("sink-telemetry", stream_batches(stream), [log_sink, telemetry_sink, dpu_mirror],
+                lambda message: each_value(message, telemetry_rows, telemetry_sink))
 
 
 def count_rows(c: dict) -> Rows:
@@ -242,38 +247,37 @@ def count_rows(c: dict) -> Rows:
 
 @app.agent(space_counts, name="sink-space-counts")
 async def sink_space_counts(stream):
-    await drain("sink-space-counts", stream, [space_count_sink, space_mirror],
-                lambda event: each_value(event, count_rows, space_count_sink))
+    await drain("sink-space-counts", stream_batches(stream), [space_count_sink, space_mirror],
+                lambda message: each_value(message, count_rows, space_count_sink))
 
 
-def reject_rows_of(event: EventT) -> Rows:
-    m = event.message
-    headers = {k: v.decode(errors="replace") for k, v in (m.headers or [])}
+def reject_rows_of(message: Message) -> Rows:
+    headers = {k: v.decode(errors="replace") for k, v in (message.headers or [])}
     src_ts = headers.get("source_timestamp_ms")
     return [(rejects_sink, [("reject", (
-        headers.get("source_topic", m.topic), int(headers.get("source_partition", m.partition)),
-        int(headers.get("source_offset", m.offset)),
-        printable(headers.get("reason", "rejected")), m.value or b"",
-        from_us(clamped(int(src_ts) * 1000)) if src_ts else _ms(event)))])]
+        headers.get("source_topic", message.topic),
+        int(headers.get("source_partition", message.partition)),
+        int(headers.get("source_offset", message.offset)),
+        printable(headers.get("reason", "rejected")), message.value or b"",
+        from_us(clamped(int(src_ts) * 1000)) if src_ts else _ms(message)))])]
 
 
 @app.agent(dead_letter, name="sink-rejects")
 async def sink_rejects(stream):
-    await drain("sink-rejects", stream, [rejects_sink],
-                lambda event: add_rows(source_of(event), lambda: reject_rows_of(event),
-                                       rejects_sink))
+    await drain("sink-rejects", stream_batches(stream), [rejects_sink],
+                lambda message: add_rows(source_of(message), lambda: reject_rows_of(message),
+                                         rejects_sink))
 
 
-def placement_rows(event: EventT, p: Placement) -> Rows:
+def placement_rows(message: Message, p: Placement) -> Rows:
     at = from_us(p.installed_at)
-    m = event.message
     rows: list = [("dpu", (p.dpu_id,))]
     if p.doorway_id:
         rows.append(("doorway", (p.doorway_id,)))
     rows.append(("placement", (p.dpu_id, at, p.doorway_id,
                                orjson.dumps(p.to_json()["spaces"]).decode(),
-                               m.partition, m.offset)))
-    kept = (p.dpu_id, at, m.offset)
+                               message.partition, message.offset)))
+    kept = (p.dpu_id, at, message.offset)
     rows.append(("clear", (p.dpu_id, at, *kept)))
     for s in p.spaces:
         rows.append(("space", (s.space_id,)))
@@ -282,20 +286,20 @@ def placement_rows(event: EventT, p: Placement) -> Rows:
     return [(placements_sink, rows)]
 
 
-@app.agent(placements_in, name="sink-placements")
+@app.agent(app.channel(), name="sink-placements")
 async def sink_placements(stream):
-    def build(event: EventT) -> Rows:
-        p = parse_placement(event.message.value or b"", max_bytes=cfg.max_record_bytes,
-                            now_us=sent_at(event, now_us()), max_future_s=cfg.max_future_s)
-        return [] if isinstance(p, Reject) else placement_rows(event, p)  # counting files it
+    """Its channel carries nothing: its records come from the bulk input."""
+    def build(message: Message) -> Rows:
+        p = read_placement(message, cfg, now_us())
+        return [] if isinstance(p, Reject) else placement_rows(message, p)  # counting files it
 
-    await drain("sink-placements", stream, [placements_sink],
-                lambda event: add_rows(source_of(event), lambda: build(event), placements_sink))
+    await drain("sink-placements", bulk_batches(placement_records), [placements_sink],
+                lambda message: add_rows(source_of(message), lambda: build(message),
+                                         placements_sink))
 
 
-def reset_rows(event: EventT) -> Rows:
-    r = parse_reset(event.message.value or b"", max_bytes=cfg.max_record_bytes,
-                    now_us=sent_at(event, now_us()), max_future_s=cfg.max_future_s)
+def reset_rows(message: Message) -> Rows:
+    r = read_reset(message, cfg, now_us())
     if isinstance(r, Reset):
         rows = [("space", (r.space_id,)), ("reset", (r.space_id, from_us(r.at), r.count)),
                 ("dirty", (r.space_id, from_us(r.at)))]
@@ -308,8 +312,9 @@ def reset_rows(event: EventT) -> Rows:
     return [(resets_sink, rows)]
 
 
-@app.agent(resets_in, name="sink-resets")
+@app.agent(app.channel(), name="sink-resets")
 async def sink_resets(stream):
-    await drain("sink-resets", stream, [resets_sink],
-                lambda event: add_rows(source_of(event), lambda: reset_rows(event),
-                                       resets_sink))
+    """Its channel carries nothing: its records come from the bulk input."""
+    await drain("sink-resets", bulk_batches(reset_records), [resets_sink],
+                lambda message: add_rows(source_of(message), lambda: reset_rows(message),
+                                         resets_sink))

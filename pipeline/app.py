@@ -2,6 +2,7 @@
 
 import faust
 
+from pipeline import bulk_input
 from pipeline.faust_fixes import (commit_only_past_acknowledged_heads, flush_until_sent,
                                   ignore_acks_from_earlier_generations,
                                   keep_newer_committed_offsets, no_gaps_from_fetch_jumps,
@@ -17,6 +18,7 @@ no_gaps_from_fetch_jumps()
 ignore_acks_from_earlier_generations()
 record_heartbeats()
 verify_relied_on()
+bulk_input.install()
 
 app = faust.App(
     cfg.app_id,

@@ -70,8 +70,12 @@ class Settings:
     """Events further ahead of the wall clock than this are rejected."""
     sink_batch_size: int = 2000
     """Largest batch a sink writes at once."""
+    sink_rows: int = 20_000
+    """Rows a sink buffers at most before it writes (a batch of grouped messages holds many)."""
     sink_flush_s: float = 0.2
     """Longest time a sink holds a non-empty batch before writing it."""
+    count_batch_size: int = 5000
+    """Most records a counting agent takes in one batch."""
     count_batch_s: float = 0.05
     """Longest time a counting agent waits to fill a batch (bounds the realtime latency)."""
     commit_interval_s: float = 0.5
@@ -125,7 +129,9 @@ class Settings:
             "DPU_MAX_RECORD_BYTES": str(self.max_record_bytes),
             "DPU_MAX_FUTURE_S": str(self.max_future_s),
             "DPU_SINK_BATCH_SIZE": str(self.sink_batch_size),
+            "DPU_SINK_ROWS": str(self.sink_rows),
             "DPU_SINK_FLUSH_S": str(self.sink_flush_s),
+            "DPU_COUNT_BATCH_SIZE": str(self.count_batch_size),
             "DPU_COUNT_BATCH_S": str(self.count_batch_s),
             "DPU_COMMIT_INTERVAL_S": str(self.commit_interval_s),
             "DPU_SESSION_TIMEOUT_S": str(self.session_timeout_s),
@@ -155,7 +161,9 @@ class Settings:
             max_record_bytes=_int(env, "DPU_MAX_RECORD_BYTES", d.max_record_bytes),
             max_future_s=_float(env, "DPU_MAX_FUTURE_S", d.max_future_s),
             sink_batch_size=_int(env, "DPU_SINK_BATCH_SIZE", d.sink_batch_size),
+            sink_rows=_int(env, "DPU_SINK_ROWS", d.sink_rows),
             sink_flush_s=_float(env, "DPU_SINK_FLUSH_S", d.sink_flush_s),
+            count_batch_size=_int(env, "DPU_COUNT_BATCH_SIZE", d.count_batch_size),
             count_batch_s=_float(env, "DPU_COUNT_BATCH_S", d.count_batch_s),
             commit_interval_s=_float(env, "DPU_COMMIT_INTERVAL_S", d.commit_interval_s),
             session_timeout_s=_float(env, "DPU_SESSION_TIMEOUT_S", d.session_timeout_s),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import murmur2
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 
 from pipeline.kafka_auth import client_options
@@ -34,6 +35,25 @@ ALL = (EVENTS, PLACEMENTS, RESETS, DEAD_LETTER, SPACE_DELTAS, TELEMETRY, SPACE_C
 
 TABLES = ("dpus", "dpu-days", "event-ids", "spaces", "space-days", "daily-resets")
 """The worker's Faust tables; each has a compacted changelog topic."""
+
+
+class Partitioner:
+    """Kafka's default partitioner (murmur2 of the key bytes, as Java clients, aiokafka and
+    ``dpu produce`` use), remembered per key."""
+
+    def __init__(self, partitions: int, max_keys: int = 500_000) -> None:
+        self.partitions = partitions
+        self.max_keys = max_keys
+        self._known: dict[str, int] = {}
+
+    def __call__(self, key: str) -> int:
+        try:
+            return self._known[key]
+        except KeyError:
+            if len(self._known) >= self.max_keys:
+                self._known.clear()
+            p = self._known[key] = (murmur2(key.encode()) & 0x7FFFFFFF) % self.partitions
+            return p
 
 
 def changelog(settings: Settings, table: str) -> str:

@@ -19,7 +19,9 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, Sequence, TypeVar
+from typing import Any, Generic, Sequence, TypeVar
+
+import orjson
 
 from pipeline.metrics import metrics
 
@@ -38,8 +40,9 @@ class RejectSource:
     """Its partition."""
     offset: int
     """Its offset."""
-    raw: bytes
-    """The record's value (or the part of it that could not be written)."""
+    raw: bytes | Any
+    """The record's value (or the part of it that could not be written): bytes, or a
+    JSON-able value encoded only when it is filed (one item of a grouped message)."""
     kafka_ts: datetime | None = None
     """The record's Kafka timestamp."""
 
@@ -205,5 +208,6 @@ def printable(text: str) -> str:
 
 def reject_rows(sources: Sequence[tuple[RejectSource, str]]) -> list[tuple]:
     """Rows of ``dpu_rejects`` for refused records."""
-    return [(s.topic, s.partition, s.offset, printable(reason), s.raw, s.kafka_ts)
+    return [(s.topic, s.partition, s.offset, printable(reason),
+             s.raw if isinstance(s.raw, bytes) else orjson.dumps(s.raw), s.kafka_ts)
             for s, reason in sources]

@@ -51,11 +51,16 @@ class PostgresSink(BatchingSink[Statement]):
                                                         psycopg.IntegrityError)
 
     def __init__(self, name: str, database_url: str,
-                 statements: dict[str, str | CopyMerge]) -> None:
+                 statements: dict[str, str | CopyMerge], once: frozenset[str] = frozenset()
+                 ) -> None:
         super().__init__()
         self.name = name
         self.database_url = database_url
         self.statements = statements
+        self.once = once
+        """Statements whose effect a row with the same parameters can only repeat (registry
+        inserts): run once per parameters while this sink lives."""
+        self._done: dict[str, set] = {key: set() for key in once if key in statements}
         self._conn: psycopg.AsyncConnection | None = None
 
     async def _connection(self) -> psycopg.AsyncConnection:
@@ -68,6 +73,9 @@ class PostgresSink(BatchingSink[Statement]):
         grouped: dict[str, list[Sequence[Any]]] = {key: [] for key in self.statements}
         for key, params in rows:
             grouped[key].append(params)
+        for key, done in self._done.items():
+            # Each once only, and not again after it was written.
+            grouped[key] = [p for p in dict.fromkeys(grouped[key]) if p not in done]
         conn = await self._connection()
         async with conn.transaction():
             async with conn.cursor() as cur:
@@ -79,6 +87,8 @@ class PostgresSink(BatchingSink[Statement]):
                         await self._copy_merge(cur, statement, params)
                     else:
                         await cur.executemany(statement, params)
+        for key, done in self._done.items():
+            done.update(grouped[key])
 
     @staticmethod
     async def _copy_merge(cur: psycopg.AsyncCursor, stmt: CopyMerge,

@@ -2,12 +2,18 @@
 
 A DPU's or a space's log of one day can grow to thousands of items; appending to one value would
 decode and re-encode the whole day at every batch. Chunks bound that to ``CHUNK`` items, and the
-owner's state keeps how many items each list has, so reading a list needs no scan.
+owner's state keeps how many items each list has, so reading a list needs no scan. A chunk also
+keeps each item's encoding: writing it back after an append encodes only the new item.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from tables.store import Store
 
 CHUNK = 32
 """Items per chunk."""
@@ -15,49 +21,79 @@ SEP = "\x1f"
 """Separator of composite keys (ASCII unit separator: never part of a valid id)."""
 
 
-class Store(Protocol):
-    def load(self, table: str, key: str) -> Any: ...
+class Chunk:
+    """The items of one chunk (JSON-able), with their encodings kept once made."""
 
-    def store(self, table: str, key: str, value: Any) -> None: ...
+    __slots__ = ("items", "_encoded")
 
-    def delete(self, table: str, key: str) -> None: ...
+    def __init__(self, items: list[Any] | None = None) -> None:
+        self.items: list[Any] = [] if items is None else items
+        self._encoded: list[bytes] = []
+        """The encodings of the first items (an item overwritten drops it and those after)."""
+
+    def set(self, index: int, item: Any) -> None:
+        """Put ``item`` in slot ``index`` (overwritten) or right after the last one."""
+        if index < len(self.items):
+            self.items[index] = item
+            del self._encoded[index:]
+        else:
+            self.items.append(item)
+            if len(self._encoded) == index:
+                # Encoded now, while the new item is in the CPU's cache: encoding items made
+                # many batches ago cost ten times more (their memory long evicted).
+                self._encoded.append(orjson.dumps(item))
+
+    def to_bytes(self) -> bytes:
+        encoded, items = self._encoded, self.items
+        for i in range(len(encoded), len(items)):
+            encoded.append(orjson.dumps(items[i]))
+        return b"[" + b",".join(encoded) + b"]"
+
+    @classmethod
+    def from_value(cls, key: str, value: list[Any]) -> "Chunk":
+        return cls(value)
+
+    def to_value(self) -> list[Any]:
+        return self.items
 
 
 def _key(base: str, chunk: int) -> str:
     return f"{base}{SEP}{chunk}"
 
 
-def append(db: Store, table: str, base: str, length: int, item: Any) -> None:
+def append(db: "Store", table: str, base: str, length: int, item: Any) -> None:
     """Append ``item`` to the list ``base`` that has ``length`` items so far."""
     key = _key(base, length // CHUNK)
-    items = list(db.load(table, key) or [])
+    chunk = db.load(table, key)
+    if chunk is None:
+        chunk = Chunk()
     # Slots past ``length`` may hold items of a batch whose state was never written (a kill
     # between the two): the slot is overwritten, the ones after it are kept for ``peek``
     # (the records read again after the kill find there what they sent the first time).
-    if length % CHUNK < len(items):
-        items[length % CHUNK] = item
-    else:
-        items.append(item)
-    db.store(table, key, items)
+    chunk.set(length % CHUNK, item)
+    db.store(table, key, chunk)
 
 
-def read(db: Store, table: str, base: str, length: int) -> list[Any]:
+def read(db: "Store", table: str, base: str, length: int) -> list[Any]:
     """The ``length`` items of list ``base``, oldest first."""
     out: list[Any] = []
     for chunk in range((length + CHUNK - 1) // CHUNK):
-        out.extend(db.load(table, _key(base, chunk)) or ())
+        found = db.load(table, _key(base, chunk))
+        if found is not None:
+            out.extend(found.items)
     # The last chunk may hold items past ``length``, of a batch whose state was never written:
     # they were not counted, and must not be taken for counted ones.
     return out[:length]
 
 
-def peek(db: Store, table: str, base: str, length: int) -> Any:
+def peek(db: "Store", table: str, base: str, length: int) -> Any:
     """The item in slot ``length`` of list ``base``: left by a batch whose state was never
     written (a kill between the two), or None."""
-    items = db.load(table, _key(base, length // CHUNK)) or ()
+    found = db.load(table, _key(base, length // CHUNK))
+    items = found.items if found is not None else ()
     return items[length % CHUNK] if length % CHUNK < len(items) else None
 
 
-def drop(db: Store, table: str, base: str, length: int) -> None:
+def drop(db: "Store", table: str, base: str, length: int) -> None:
     for chunk in range((length + CHUNK - 1) // CHUNK):
         db.delete(table, _key(base, chunk))

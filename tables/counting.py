@@ -23,6 +23,7 @@ from tables.dpu_state import DpuState, reattribution
 from tables import chunks
 from tables.chunks import SEP as KEY_SEP
 from tables.space_state import SpaceState
+from tables.store import Store
 
 DELTAS, TELEMETRY, COUNTS = "space-deltas", "dpu-telemetry", "space-counts"
 """Destinations of :class:`Out` records (topic names without the prefix)."""
@@ -31,12 +32,7 @@ FIRST_CORRECTION_SEQ = 2
 ``2 + offset`` a correction of the event at that offset."""
 
 
-Store = chunks.Store
-"""The state tables by name: ``dpus``, ``dpu-days``, ``event-ids``, ``spaces``, ``space-days``,
-``daily-resets``; values are JSON-able."""
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Source:
     """Where a record came from."""
 
@@ -48,7 +44,7 @@ class Source:
     """Kafka record timestamp, epoch microseconds."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Out:
     """A record to send: destination, key, JSON-able value."""
 
@@ -57,7 +53,7 @@ class Out:
     value: dict[str, Any]
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What handling one record produced."""
 
@@ -72,7 +68,7 @@ class Outcome:
 def on_event(db: Store, e: DpuEvent, src: Source) -> Outcome:
     """Count an event on its DPU and attribute it through the placement valid at its time."""
     source = f"e:{src.partition}"
-    state = DpuState.from_value(e.dpu_id, db.load("dpus", e.dpu_id))
+    state = db.load("dpus", e.dpu_id) or DpuState(e.dpu_id)
     day = day_of(e.ts)
     log = f"{e.dpu_id}{KEY_SEP}{day}"
     first = None
@@ -86,7 +82,7 @@ def on_event(db: Store, e: DpuEvent, src: Source) -> Outcome:
         first_of_id = db.load("event-ids", id_key)
         if first_of_id is not None and first_of_id != [src.partition, src.offset]:
             state.mark_applied(source, src.offset)
-            db.store("dpus", e.dpu_id, state.to_value())
+            db.store("dpus", e.dpu_id, state)
             return Outcome([], duplicate=True)
         db.store("event-ids", id_key, [src.partition, src.offset])
     placement = state.placements.valid_at(e.ts)
@@ -101,8 +97,8 @@ def on_event(db: Store, e: DpuEvent, src: Source) -> Outcome:
         state.count_event(e.ts, e.direction)
         # The DPU's own history, so that a placement recorded late can re-attribute this event.
         length = state.days.get(day, 0)
-        entry = [e.ts, e.direction, src.partition, src.offset,
-                 [[s.space_id, s.direction] for s in signs]]
+        now_list = [[s.space_id, s.direction] for s in now_signs]
+        entry = [e.ts, e.direction, src.partition, src.offset, now_list]
         lost = chunks.peek(db, "dpu-days", log, length)
         if lost is not None and lost[2] == src.partition and lost[3] == src.offset:
             # Counted by a batch a kill cut short after its deltas went out (its log entry was
@@ -113,7 +109,7 @@ def on_event(db: Store, e: DpuEvent, src: Source) -> Outcome:
         chunks.append(db, "dpu-days", log, length, entry)
         state.days[day] = length + 1
         state.mark_applied(source, src.offset)
-        db.store("dpus", e.dpu_id, state.to_value())
+        db.store("dpus", e.dpu_id, state)
     out = [Out(DELTAS, s.space_id, {"k": "e", "ts": e.ts, "d": e.direction * s.direction,
                                     "dpu": e.dpu_id, "src": ["e", src.partition, src.offset, i]})
            for i, s in enumerate(signs)] + corrections
@@ -123,7 +119,7 @@ def on_event(db: Store, e: DpuEvent, src: Source) -> Outcome:
         "ins": state.ins, "outs": state.outs,
         "door": placement.doorway_id if placement else None,
         "pat": placement.installed_at if placement else None,
-        "sp": [[s.space_id, s.direction] for s in (signs if redelivered else now_signs)]}))
+        "sp": first[4] if redelivered else now_list}))
     return Outcome(out, redelivered=redelivered)
 
 
@@ -177,7 +173,7 @@ def correction_deltas(dpu_id: str, corrections: dict[tuple[str, int], tuple[int,
 def on_placement(db: Store, p: Placement, src: Source) -> Outcome:
     """Record a placement; correct the events it takes over from the one before it."""
     source = f"p:{src.partition}"
-    state = DpuState.from_value(p.dpu_id, db.load("dpus", p.dpu_id))
+    state = db.load("dpus", p.dpu_id) or DpuState(p.dpu_id)
     # A space is known once a placement names it: make sure its count exists.
     out = [Out(DELTAS, s.space_id, {"k": "known", "src": ["p", src.partition, src.offset, i]})
            for i, s in enumerate(p.spaces)]
@@ -186,7 +182,7 @@ def on_placement(db: Store, p: Placement, src: Source) -> Outcome:
         return Outcome(out, redelivered=True)
     start, end, before = state.placements.add(p, src.offset)
     state.mark_applied(source, src.offset)
-    db.store("dpus", p.dpu_id, state.to_value())
+    db.store("dpus", p.dpu_id, state)
     instants: dict[int, int] = {}
     crossings = []
     for day, n in state.days_between(start, end):
@@ -212,13 +208,13 @@ def on_delta(db: Store, space_id: str, delta: dict[str, Any], now: int) -> Outco
     """Apply one attributed delta (or a ``known`` marker) to a space."""
     code, partition, offset, seq = delta["src"]
     source = f"{code}:{partition}"
-    state = SpaceState.from_value(space_id, db.load("spaces", space_id))
+    state = db.load("spaces", space_id) or SpaceState(space_id)
     if state.maybe_applied(source, offset, seq) and _delta_applied(db, state, delta):
         return Outcome([], redelivered=True)
     state.mark_applied(source, offset, seq)
     state.updated_at = now
     if delta["k"] == "known":
-        db.store("spaces", space_id, state.to_value())
+        db.store("spaces", space_id, state)
         return Outcome([_count_record(state, {"k": "known"})])
     ts, d = delta["ts"], delta["d"]
     counted = state.counts_at_realtime(ts)
@@ -227,7 +223,7 @@ def on_delta(db: Store, space_id: str, delta: dict[str, Any], now: int) -> Outco
         day, index = logged
         chunks.append(db, "space-days", f"{space_id}{KEY_SEP}{day}", index,
                       [ts, d, delta["src"]])
-    db.store("spaces", space_id, state.to_value())
+    db.store("spaces", space_id, state)
     return Outcome([_count_record(state, {
         "k": delta["k"], "ts": ts, "d": d, "dpu": delta["dpu"],
         "en": delta.get("en", max(d, 0)), "ex": delta.get("ex", max(-d, 0)),
@@ -263,13 +259,13 @@ def _reset_applied(db: Store, state: SpaceState, r: Reset | DailyReset) -> bool:
 def on_reset(db: Store, r: Reset | DailyReset, src: Source, now: int) -> Outcome:
     """Apply a reset (late or not) or a daily-reset setting to a space."""
     source = f"r:{src.partition}"
-    state = SpaceState.from_value(r.space_id, db.load("spaces", r.space_id))
+    state = db.load("spaces", r.space_id) or SpaceState(r.space_id)
     if state.maybe_applied(source, src.offset) and _reset_applied(db, state, r):
         return Outcome([], redelivered=True)
     state.mark_applied(source, src.offset)
     state.updated_at = now
     if isinstance(r, DailyReset):
-        db.store("spaces", r.space_id, state.to_value())
+        db.store("spaces", r.space_id, state)
         if r.time is None:
             db.delete("daily-resets", r.space_id)
         else:
@@ -286,6 +282,6 @@ def on_reset(db: Store, r: Reset | DailyReset, src: Source, now: int) -> Outcome
         lambda day, n: chunks.read(db, "space-days", f"{r.space_id}{KEY_SEP}{day}", n))
     for day, n in dropped:
         chunks.drop(db, "space-days", f"{r.space_id}{KEY_SEP}{day}", n)
-    db.store("spaces", r.space_id, state.to_value())
+    db.store("spaces", r.space_id, state)
     return Outcome([_count_record(state, {"k": "reset", "ts": r.at, "reset": r.count,
                                           "src": ["r", src.partition, src.offset, 0]})])

@@ -11,6 +11,8 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Iterable
 
+import orjson
+
 from pipeline.models import Placement, SpaceSign
 from pipeline.timeutil import day_of
 
@@ -25,6 +27,9 @@ class PlacementHistory:
     """The placements, parallel to ``starts``."""
     offsets: list[int] = field(default_factory=list)
     """Source offset of each placement, parallel to ``starts`` (-1: not recorded)."""
+    _encoded: orjson.Fragment | None = field(default=None, init=False, repr=False,
+                                             compare=False)
+    """``to_value`` encoded, until the next ``add`` (placements change rarely, states often)."""
 
     def valid_at(self, ts: int) -> Placement | None:
         """The placement in force at ``ts``, or None before the first one."""
@@ -38,6 +43,7 @@ class PlacementHistory:
         Returns the interval ``[start, end)`` it now governs (``end`` None: open) and the
         placement that governed that interval before, so late placements can re-attribute.
         """
+        self._encoded = None
         start = placement.installed_at
         i = bisect_right(self.starts, start)
         if i and self.starts[i - 1] == start:
@@ -80,6 +86,11 @@ class PlacementHistory:
     def to_value(self) -> list[Any]:
         return [[p.installed_at, p.doorway_id, [[s.space_id, s.direction] for s in p.spaces],
                  offset] for p, offset in zip(self.entries, self.offsets)]
+
+    def encoded(self) -> orjson.Fragment:
+        if self._encoded is None:
+            self._encoded = orjson.Fragment(orjson.dumps(self.to_value()))
+        return self._encoded
 
     @classmethod
     def from_value(cls, dpu_id: str, value: list[Any]) -> "PlacementHistory":
@@ -137,6 +148,11 @@ class DpuState:
         return {"p": self.placements.to_value(), "i": self.ins, "o": self.outs,
                 "l": self.last_event_at, "a": self.applied,
                 "d": [[day, n] for day, n in self.days.items()]}
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"p": self.placements.encoded(), "i": self.ins, "o": self.outs,
+                             "l": self.last_event_at, "a": self.applied,
+                             "d": [[day, n] for day, n in self.days.items()]})
 
     @classmethod
     def from_value(cls, dpu_id: str, value: dict[str, Any] | None) -> "DpuState":

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import orjson
+
 from pipeline.timeutil import day_of
 
 
@@ -92,6 +94,9 @@ class SpaceState:
         return {"c": self.count, "ra": self.reset_at, "rc": self.reset_count,
                 "d": [[day, total, n] for day, (total, n) in self.days.items()],
                 "u": self.updated_at, "a": self.applied}
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.to_value())
 
     @classmethod
     def from_value(cls, space_id: str, value: dict[str, Any] | None) -> "SpaceState":

@@ -16,22 +16,55 @@ import orjson
 
 from pipeline.models import DpuEvent, Placement, Reset
 from tables import counting
-from tables.space_state import SpaceState
+from tables.store import decode, to_bytes
 
 
 class DictStore:
-    def __init__(self) -> None:
+    """Tables of encoded values, as in the changelogs.
+
+    With ``cache``, loaded values are kept and handed out again, changed in place, as the
+    workers' ``TableCache`` does; ``verify`` then checks that every value kept equals what was
+    stored (a change the logic made without storing it would differ).
+    """
+
+    def __init__(self, cache: bool = False) -> None:
         self.tables: dict[str, dict[str, bytes]] = {}
+        self.cache: dict[tuple[str, str], Any] | None = {} if cache else None
 
     def load(self, table: str, key: str) -> Any:
+        if self.cache is not None and (table, key) in self.cache:
+            return self.cache[(table, key)]
+        value = decode(table, key, self.value(table, key))
+        if self.cache is not None:
+            self.cache[(table, key)] = value
+        return value
+
+    def value(self, table: str, key: str) -> Any:
+        """The stored (JSON-able) value of ``key``, or None."""
         raw = self.tables.get(table, {}).get(key)
         return None if raw is None else orjson.loads(raw)
 
     def store(self, table: str, key: str, value: Any) -> None:
-        self.tables.setdefault(table, {})[key] = orjson.dumps(value)  # as in the changelog
+        # As in the changelog
+        self.tables.setdefault(table, {})[key] = to_bytes(table, value)
+        if self.cache is not None:
+            self.cache[(table, key)] = value
 
     def delete(self, table: str, key: str) -> None:
         self.tables.get(table, {}).pop(key, None)
+        if self.cache is not None:
+            self.cache[(table, key)] = None
+
+    def verify(self) -> None:
+        for (table, key), value in (self.cache or {}).items():
+            assert (None if value is None else orjson.loads(to_bytes(table, value))) \
+                == self.value(table, key), \
+                f"{table}[{key!r}] was changed and not stored"
+
+    def forget(self) -> None:
+        """Drop the values kept (a restart: they are decoded again from what was stored)."""
+        if self.cache is not None:
+            self.cache.clear()
 
 
 @dataclass
@@ -123,6 +156,7 @@ class Simulation:
                 self.db.tables.get(table, {}).pop(key, None)
             else:
                 self.db.tables[table][key] = before
+            self.db.forget()  # the restart decodes the tables again
             outcomes.append(apply())
         return outcomes
 
@@ -133,8 +167,8 @@ class Simulation:
                 self.history.setdefault(key, out.value)
 
     def realtime(self, space_id: str) -> int | None:
-        value = self.db.load("spaces", space_id)
-        return None if value is None else SpaceState.from_value(space_id, value).count
+        state = self.db.load("spaces", space_id)
+        return None if state is None else state.count
 
     def as_of(self, space_id: str, at: int) -> int:
         """count(S, at) the way the database answers it: latest reset plus history rows."""

@@ -9,14 +9,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from agents.counting import EVENTS_TOPIC, PLACEMENTS_TOPIC, placement_of, segments
+from agents.counting import EVENTS_TOPIC, PLACEMENTS_TOPIC, Outbox, Partitioner, \
+    count_segment, placement_of, segments
 from agents.ownership import Ownership
-from tables.faust_tables import BatchStore
+from tables.dpu_state import DpuState
+from tests.simulator import DictStore
 
 
-def record(topic: str, dpu: str, generation: int = 1):
-    return SimpleNamespace(message=SimpleNamespace(topic=topic, key=dpu.encode(), partition=0,
-                                                   offset=0, generation_id=generation))
+def record(topic: str, dpu: str, generation: int = 1, offset: int = 0, value: bytes = b""):
+    return SimpleNamespace(topic=topic, key=dpu.encode(), partition=0, offset=offset,
+                           generation_id=generation, value=value, timestamp=1.0)
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -27,11 +29,11 @@ def test_a_placement_shares_no_segment_with_another_record_of_its_dpu(seed):
     cut = list(segments(batch, placement_of))
     assert [e for events, _ in cut for e in events] == batch, f"seed {seed}: order kept"
     for events, placed in cut:
-        placements = [e for e in events if e.message.topic == PLACEMENTS_TOPIC]
+        placements = [e for e in events if e.topic == PLACEMENTS_TOPIC]
         assert placed == bool(placements), f"seed {seed}"
         for p in placements:
-            same_dpu = [e for e in events if e.message.key == p.message.key]
-            assert same_dpu == [p], f"seed {seed}: {p.message.key} shares its segment"
+            same_dpu = [e for e in events if e.key == p.key]
+            assert same_dpu == [p], f"seed {seed}: {p.key} shares its segment"
 
 
 def test_a_batch_of_events_is_one_segment():
@@ -39,17 +41,50 @@ def test_a_batch_of_events_is_one_segment():
     assert list(segments(batch, placement_of)) == [(batch, False)]
 
 
-def test_a_record_that_failed_half_way_is_taken_back():
-    db = BatchStore()
-    first, second = record(EVENTS_TOPIC, "a"), record(EVENTS_TOPIC, "a")
-    db.use(first)
-    db.store("dpus", "a", {"i": 1})
-    db.use(second)
-    db.store("dpus", "a", {"i": 2})
-    db.store("dpu-days", "a\x1f1\x1f0", [[1]])
-    db.undo_record()
-    assert db.load("dpus", "a") == {"i": 1}
-    assert db._dirty == {("dpus", "a"): first}, "only the first record's write is left"
+class CountingStore:
+    """Decoded values kept and changed in place, written only at the end, as ``TableCache``."""
+
+    def __init__(self) -> None:
+        self.tables, self.values, self.discarded = DictStore(), {}, 0
+
+    def use(self, partition: int) -> None:
+        pass
+
+    def load(self, table: str, key: str):
+        if (table, key) not in self.values:
+            self.values[(table, key)] = self.tables.load(table, key)
+        return self.values[(table, key)]
+
+    def store(self, table: str, key: str, value) -> None:
+        self.values[(table, key)] = value
+
+    def discard(self) -> None:
+        self.discarded += 1
+        self.values.clear()
+
+
+def test_a_record_that_fails_is_filed_and_its_segment_counted_again_without_it():
+    """A failure half-way leaves its changes in the state objects: the segment is counted
+    again from the tables without that record, which alone becomes a dead letter."""
+    db, outbox = CountingStore(), Outbox(Partitioner(4))
+    counted = []
+
+    def handle(db, outbox, message, now):
+        if message.offset == 2:
+            raise OverflowError("date value out of range")
+        state = db.load("dpus", "a")
+        state = state if state is not None else DpuState("a")
+        state.ins += 1  # in place, before it fails or not
+        db.store("dpus", "a", state)
+        counted.append(message.offset)
+
+    records = [record(EVENTS_TOPIC, "a", offset=i, value=b"{}") for i in range(4)]
+    count_segment(db, outbox, handle, records, now=0)
+    assert db.discarded == 1 and counted == [0, 1, 0, 1, 3]
+    assert db.load("dpus", "a").ins == 3, "each record that did not fail counted once"
+    assert [(m.offset, reason) for m, reason in outbox.dead] == [
+        (2, "could not be counted (OverflowError: date value out of range)")]
+    assert len(outbox.groups[("dpu-telemetry", 0)]) == 4, "every record logged once"
 
 
 class FakeApp:

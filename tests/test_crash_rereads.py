@@ -24,8 +24,8 @@ from agents.counting import EVENTS_TOPIC, PLACEMENTS_TOPIC, placement_of, segmen
 from pipeline.models import DpuEvent, Placement, SpaceSign
 from pipeline.timeutil import US, parse_ts
 from tables import counting
-from tables.faust_tables import LOGS
-from tables.space_state import SpaceState
+from tables.cache import LOGS
+from tables.store import decode, to_bytes
 from tests import reference
 from tests.simulator import DictStore
 
@@ -47,6 +47,8 @@ class Worker:
         """Table changelogs: ``(table, key) -> value``, what a restart restores."""
         self.local = dict(durable)
         """The local store: every write of this process, acknowledged or not."""
+        self.values: dict = {}
+        """Decoded values, kept across segments (``TableCache``)."""
         self.deltas = deltas
         """The space-deltas topic: ``(space_id, delta)`` in the order Kafka kept them."""
         self.pending: list[tuple[str, object, object]] = []
@@ -81,7 +83,7 @@ class Worker:
             if placed:
                 self.maybe_kill()
                 self.flush()
-            db = SegmentStore(self.local)
+            db = SegmentStore(self.local, self.values)
             outputs = []
             for event in events:
                 record, src = event.record
@@ -105,23 +107,28 @@ class Worker:
     def write(self, db: "SegmentStore", tables) -> None:
         for slot in db.dirty:
             if slot[0] in tables:
-                self.local[slot] = db.values[slot]
-                self.pending.append(("table", slot, db.values[slot]))
+                value = db.values[slot]
+                value = None if value is None else orjson.loads(to_bytes(slot[0], value))
+                self.local[slot] = value
+                self.pending.append(("table", slot, value))
 
 
 class SegmentStore:
-    """A segment's cache over the local store, as ``BatchStore``: written back at its end."""
+    """The process's decoded values over its local store, as ``TableCache``: kept across
+    segments, changed in place, the changed ones written back at the segment's end."""
 
-    def __init__(self, local: dict) -> None:
-        self.local, self.values, self.dirty = local, {}, []
+    def __init__(self, local: dict, values: dict) -> None:
+        self.local, self.values, self.dirty = local, values, []
 
     def load(self, table: str, key: str):
         slot = (table, key)
-        return self.values[slot] if slot in self.values else self.local.get(slot)
+        if slot not in self.values:
+            self.values[slot] = decode(table, key, self.local.get(slot))
+        return self.values[slot]
 
     def store(self, table: str, key: str, value) -> None:
         slot = (table, key)
-        self.values[slot] = orjson.loads(orjson.dumps(value))
+        self.values[slot] = value
         if slot not in self.dirty:
             self.dirty.append(slot)
 
@@ -164,8 +171,8 @@ def run(seed: int, cut=segments) -> None:
                     topic = rng.choice(left)
                     record = topics[topic][position[topic]]
                     src = counting.Source(0, position[topic], 0)
-                    batch.append(SimpleNamespace(record=(record, src), message=SimpleNamespace(
-                        topic=topic, key=record.dpu_id.encode())))
+                    batch.append(SimpleNamespace(record=(record, src), topic=topic,
+                                                 key=record.dpu_id.encode()))
                     position[topic] += 1
                 worker.count_batch(batch, cut)
                 if rng.random() < 0.5:  # Faust flushes its producer, then commits
@@ -181,8 +188,8 @@ def run(seed: int, cut=segments) -> None:
     for space_id, delta in deltas:
         counting.on_delta(spaces, space_id, delta, 0)
     for space in SPACES:
-        value = spaces.load("spaces", space)
-        got = SpaceState.from_value(space, value).count if value else 0
+        state = spaces.load("spaces", space)
+        got = state.count if state else 0
         want = reference.count(space, None, events, placements, [])
         assert got == want, (f"seed {seed}: space {space} counts {got}, the definition {want}; "
                              f"rerun with pytest {__file__} -k 'test_counts[{seed}]'")

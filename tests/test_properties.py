@@ -11,7 +11,7 @@ from pipeline.models import DpuEvent, Placement, Reset, SpaceSign
 from pipeline.timeutil import US, parse_ts
 from tables.daily import DailySchedule
 from tests import reference
-from tests.simulator import Simulation
+from tests.simulator import DictStore, Simulation
 
 HOUR = 3600 * US
 DPUS = ["d1", "d2", "d3"]
@@ -52,8 +52,9 @@ def test_realtime_and_history_equal_the_reference(evs, pls, rss, dailies, seed, 
     rss = rss + daily_resets(dailies)
     records = [*evs, *pls, *rss]
     rng.shuffle(records)  # any arrival order: late events, late placements, late resets
-    sim = Simulation(rng, skip=0.1, lose_state=0.05)
+    sim = Simulation(rng, skip=0.1, lose_state=0.05, db=DictStore(cache=True))
     sim.run(records)
+    sim.db.verify()
     records = sim.order  # skipped records were processed later: that is their arrival order
     # Placements of one DPU at the same instant: the later record on the topic wins; resets of
     # one space at the same instant: the one processed last, redeliveries included. So in the

@@ -130,11 +130,11 @@ def test_chunked_lists_append_read_and_drop():
 
     db = DictStore()
     for i in range(chunks.CHUNK * 2 + 3):
-        chunks.append(db, "t", "base", i, [i])
-    assert chunks.read(db, "t", "base", chunks.CHUNK * 2 + 3) == [[i] for i in range(67)]
-    assert len(db.tables["t"]) == 3
-    chunks.drop(db, "t", "base", chunks.CHUNK * 2 + 3)
-    assert db.tables["t"] == {}
+        chunks.append(db, "dpu-days", "base", i, [i])
+    assert chunks.read(db, "dpu-days", "base", chunks.CHUNK * 2 + 3) == [[i] for i in range(67)]
+    assert len(db.tables["dpu-days"]) == 3
+    chunks.drop(db, "dpu-days", "base", chunks.CHUNK * 2 + 3)
+    assert db.tables["dpu-days"] == {}
 
 
 def test_a_record_skipped_and_delivered_after_later_ones_is_still_counted():
@@ -149,7 +149,7 @@ def test_a_record_skipped_and_delivered_after_later_ones_is_still_counted():
         counting.on_event(db, DpuEvent("d", 10 + offset, 1, f"id{offset}"),
                           counting.Source(0, offset))
     dpu = db.load("dpus", "d")
-    assert (dpu["i"], dpu["o"]) == (3, 0)
+    assert (dpu.ins, dpu.outs) == (3, 0)
     outs = []
     for seq, offset in enumerate((1, 3, 2, 3)):
         delta = {"k": "e", "ts": 10 + offset, "d": 1, "dpu": "d", "src": ["e", 0, offset, 0]}
@@ -158,7 +158,7 @@ def test_a_record_skipped_and_delivered_after_later_ones_is_still_counted():
     late = counting.on_reset(db, Reset("A", 5, 7), counting.Source(0, 4), now=0)
     again = counting.on_reset(db, Reset("A", 5, 7), counting.Source(0, 4), now=0)
     assert not late.redelivered and again.redelivered
-    assert db.load("spaces", "A")["c"] == 7 + 3
+    assert db.load("spaces", "A").count == 7 + 3
 
 
 def test_a_log_slot_left_by_a_batch_whose_state_was_lost_is_overwritten():
@@ -167,9 +167,9 @@ def test_a_log_slot_left_by_a_batch_whose_state_was_lost_is_overwritten():
 
     db = DictStore()
     for i in range(3):
-        chunks.append(db, "t", "k", i, i)
-    chunks.append(db, "t", "k", 1, "again")  # the state said 1 item: slots 1.. are stale
-    assert chunks.read(db, "t", "k", 2) == [0, "again"]
+        chunks.append(db, "dpu-days", "k", i, i)
+    chunks.append(db, "dpu-days", "k", 1, "again")  # the state said 1 item: slots 1.. are stale
+    assert chunks.read(db, "dpu-days", "k", 2) == [0, "again"]
 
 
 def test_a_record_delivered_late_is_counted_though_a_lost_batch_logged_it():
@@ -190,7 +190,7 @@ def test_a_record_delivered_late_is_counted_though_a_lost_batch_logged_it():
     counting.on_event(db, DpuEvent("d", 6 * day, 1, None), counting.Source(0, 3))
     late = counting.on_event(db, DpuEvent("d", 5 * day + 2, 1, None), counting.Source(0, 2))
     assert not late.redelivered
-    assert db.load("dpus", "d")["i"] == 3
+    assert db.load("dpus", "d").ins == 3
 
 
 def test_chunked_lists_read_only_their_length():
@@ -199,9 +199,9 @@ def test_chunked_lists_read_only_their_length():
 
     db = DictStore()
     for i in range(chunks.CHUNK + 2):
-        chunks.append(db, "t", "k", i, i)
-    assert chunks.read(db, "t", "k", 1) == [0]
-    assert chunks.read(db, "t", "k", chunks.CHUNK + 1) == list(range(chunks.CHUNK + 1))
+        chunks.append(db, "dpu-days", "k", i, i)
+    assert chunks.read(db, "dpu-days", "k", 1) == [0]
+    assert chunks.read(db, "dpu-days", "k", chunks.CHUNK + 1) == list(range(chunks.CHUNK + 1))
 
 
 def test_of_two_placements_for_one_instant_the_later_record_wins_in_any_order():
