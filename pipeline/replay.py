@@ -1,10 +1,13 @@
-"""``dpu replay``: rebuild all state by recounting the input topics from the start.
+"""``dpu replay``: rebuild all state from the input topics.
 
 With no worker of the deployment running, and everything produced so far sunk: drop the derived
 topics (space deltas, outputs, dead letters), the tables' changelogs and the local table stores,
-empty the attribution history, and rewind the consumer group to offset 0 everywhere. The next ``dpu worker`` then recounts every input record
-from the first offset. Sinks upsert by source: counts, as-of answers and every raw table end as
-they were; nothing is lost, nothing doubled.
+then rebuild the tables and the attribution history in bulk (``pipeline.rebuild``) and set the
+consumer group's offsets where the input topics end: the next ``dpu worker`` restores the tables
+and goes on from there. ``--from-log`` first publishes the events topic again from ``dpu_log``;
+the events then have new offsets, so the workers recount every record from the first offset
+instead, writing ``dpu_log`` and ``dpu_telemetry`` again. Sinks upsert by source: counts, as-of
+answers and every raw table end as they were; nothing is lost, nothing doubled.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pipeline import topics
 from pipeline.producer import start_producer
 from pipeline.progress import backlog
+from pipeline.rebuild import rebuild
 from pipeline.kafka_auth import client_options
 from pipeline.settings import Settings
 from pipeline.topics import admin_client, ensure_topics
@@ -64,17 +68,23 @@ async def replay(settings: Settings, say=print, from_log: bool = False) -> list[
         await delete_topics(admin, doomed)
     finally:
         await admin.close()
-    say("clearing the attribution history (space_count and its rollups), rebuilt by the recount")
-    clear_history(settings.database_url)
     store = settings.store_dir
     if store.exists():
         say(f"removing local table stores under {store}")
         shutil.rmtree(store)
     # Recreate the derived topics now: a worker must find them with the configured partitions.
     await recreate_topics(settings)
-    say("rewinding the consumer group to the first record of every topic")
-    await rewind_group(settings)
-    say("done: start `dpu worker` to recount from the first record")
+    if from_log:
+        # The events got new offsets: dpu_log and dpu_telemetry are written again by a recount.
+        say("clearing the attribution history (space_count and its rollups), rebuilt by the "
+            "recount")
+        clear_history(settings.database_url)
+        say("rewinding the consumer group to the first record of every topic")
+        await rewind_group(settings)
+        say("done: start `dpu worker` to recount from the first record")
+    else:
+        await rebuild(settings, say)
+        say("done: start `dpu worker`: it restores the tables and goes on from there")
     return doomed
 
 
@@ -100,10 +110,11 @@ async def delete_topics_named_after(settings: Settings, run: str) -> None:
 
 
 async def recreate_topics(settings: Settings) -> None:
-    """Create the missing pipeline topics, retrying while the broker finishes deletions."""
+    """Create the missing pipeline topics and changelogs, retrying while the broker finishes
+    deletions."""
     for attempt in range(40):
         try:
-            await ensure_topics(settings)
+            await ensure_topics(settings, changelogs=True)
             return
         except Exception:
             if attempt == 39:
