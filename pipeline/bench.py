@@ -26,6 +26,7 @@ from pipeline.producer import publish, start_producer
 from pipeline.progress import wait_caught_up
 from pipeline.replay import delete_topics_named_after, replay
 from pipeline.kafka_auth import client_options
+from pipeline.models import Placement, SpaceSign
 from pipeline.settings import Settings
 from pipeline.timeutil import US, now_us
 from pipeline.topics import EVENTS
@@ -60,23 +61,29 @@ async def raw_consume(settings: Settings, n: int) -> float:
         await consumer.stop()
 
 
-def latency(settings: Settings, worker: WorkerProcess, space: str, dpu: str, rate: float,
-            seconds: float) -> dict[str, float]:
-    """Produce→visible in the realtime view, at a fixed rate, for one space's events.
+PROBE_DPU, PROBE_SPACE = "bench-probe", "bench-probe"
+"""A DPU placed alone in a space of its own: its events are the latency phase's probes."""
 
-    Each event is handed to the Kafka client on schedule without waiting for the one before
-    to be acknowledged (waiting capped the rate at the round trip, about 160 events/s, whatever
-    was asked); ``rate_per_s`` is the rate achieved.
+
+def latency(settings: Settings, worker: WorkerProcess, dpus: list[str], rate: float,
+            seconds: float, probe_every: int = 20) -> dict[str, float]:
+    """Produce→visible in the realtime view, at a fixed rate over the whole fleet.
+
+    Events go to every DPU of the fleet in turn, handed to the Kafka client on schedule
+    without waiting for the one before to be acknowledged; every ``probe_every``-th is a
+    probe, the probe DPU's crossing into its own space, whose count is watched: a probe's
+    latency is the time from its send to the count showing it, while the rest of the fleet's
+    events go through the same pipeline. ``rate_per_s`` is the rate achieved.
     """
     n = int(rate * seconds)
-    base = worker.get_json(f"/spaces/{space}/count")[1]["count"]
+    base = worker.get_json(f"/spaces/{PROBE_SPACE}/count")[1]["count"]
     sent_at: list[float] = []
     seen: dict[int, float] = {}
     done = threading.Event()
 
     def observe() -> None:
         while not done.is_set():
-            count = worker.get_json(f"/spaces/{space}/count")[1]["count"] - base
+            count = worker.get_json(f"/spaces/{PROBE_SPACE}/count")[1]["count"] - base
             now = time.perf_counter()
             for k in range(len(seen) + 1, count + 1):
                 seen.setdefault(k, now)
@@ -84,18 +91,22 @@ def latency(settings: Settings, worker: WorkerProcess, space: str, dpu: str, rat
 
     async def produce() -> float:
         producer = await start_producer(settings)
+        topic = settings.topic(EVENTS)
         try:
             acks, started = [], time.perf_counter()
             for i in range(n):
                 delay = started + i / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                probe = i % probe_every == 0
+                dpu = PROBE_DPU if probe else dpus[i % len(dpus)]
                 value = (b'{"dpu_id": "%s", "timestamp": "%s", "direction": 1}'
                          % (dpu.encode(), _iso_now().encode()))
-                acks.append(await producer.send(settings.topic(EVENTS), value, key=dpu.encode()))
-                sent_at.append(time.perf_counter())
+                acks.append(await producer.send(topic, value, key=dpu.encode()))
+                if probe:
+                    sent_at.append(time.perf_counter())
             await asyncio.gather(*acks)
-            return n / max(sent_at[-1] - started, 1e-9)
+            return n / max(time.perf_counter() - started, 1e-9)
         finally:
             await producer.stop()
 
@@ -103,12 +114,14 @@ def latency(settings: Settings, worker: WorkerProcess, space: str, dpu: str, rat
     watcher.start()
     achieved = asyncio.run(produce())
     deadline = time.monotonic() + 120
-    while len(seen) < n and time.monotonic() < deadline:
+    while len(seen) < len(sent_at) and time.monotonic() < deadline:
         time.sleep(0.05)
     done.set()
     watcher.join()
-    return {**percentiles([(seen[k + 1] - sent_at[k]) * 1000 for k in range(n) if k + 1 in seen]),
-            "sent": n, "rate_per_s": round(achieved), "target_rate_per_s": rate}
+    return {**percentiles([(seen[k + 1] - sent_at[k]) * 1000 for k in range(len(sent_at))
+                           if k + 1 in seen]),
+            "sent": n, "probes": len(sent_at), "rate_per_s": round(achieved),
+            "target_rate_per_s": rate, "dpus": len(dpus) + 1}
 
 
 def _iso_now() -> str:
@@ -192,8 +205,8 @@ class BenchSize:
     """Length of the latency phase."""
 
 
-QUICK = BenchSize(events=20_000, dpus=200, spaces=50, history_rows=1_000_000,
-                  latency_rate=500, latency_s=5)
+QUICK = BenchSize(events=100_000, dpus=2000, spaces=500, history_rows=1_000_000,
+                  latency_rate=2000, latency_s=10)
 FULL = BenchSize(events=1_000_000, dpus=2000, spaces=500, history_rows=10_000_000,
                  latency_rate=2000, latency_s=20)
 
@@ -244,7 +257,8 @@ def run_bench(base: Settings, size: BenchSize, say: Callable[[str], None],
         worker = workers.start("worker.log", timeout=90)
         start = now_us() - 2 * 86400 * US
         f = simulate.fleet(7, n_dpus, n_spaces, start)
-        asyncio.run(publish(settings, f.placements + f.resets))
+        probe = Placement(PROBE_DPU, start, (SpaceSign(PROBE_SPACE, 1),), "bench-probe")
+        asyncio.run(publish(settings, f.placements + f.resets + [probe]))
         if not asyncio.run(wait_caught_up(settings, 1800, poll_s=0.2)):
             raise RuntimeError("the pipeline did not take in the fleet")
         events = simulate.events(7, f, n_events, start)
@@ -261,7 +275,7 @@ def run_bench(base: Settings, size: BenchSize, say: Callable[[str], None],
         say(f"raw consume: {raw:.0f} events/s")
         say("latency at a fixed rate")
         rate = size.latency_rate
-        lat = latency(settings, worker, f.spaces[0], f.placements[0].dpu_id, rate, size.latency_s)
+        lat = latency(settings, worker, f.dpus, rate, size.latency_s)
         say(f"latency: {lat}")
         say("rebuild: stop the workers, dpu replay, recount everything")
         # The latency phase's records must be sunk first, or replay (rightly) refuses.
@@ -288,7 +302,7 @@ def run_bench(base: Settings, size: BenchSize, say: Callable[[str], None],
             "latency_ms": lat,
             "asof_query_ms": {**asof, "history_rows": history_rows},
             "rebuild_s": round(rebuild, 1),
-            "rebuild_events": n_events + len(f.placements) + len(f.resets) + lat["sent"],
+            "rebuild_events": n_events + len(f.placements) + len(f.resets) + 1 + lat["sent"],
             "worker_peak_rss_mib": workers.peak_rss_mib(),
         })
     except RuntimeError as exc:  # a phase failed: its workers' logs are worth keeping
