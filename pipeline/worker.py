@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import shutil
 import time
@@ -91,6 +92,25 @@ def until_broker(step: Callable[[], T]) -> T:
             time.sleep(2)
 
 
+GC_THRESHOLDS = (50_000, 20, 100)
+"""Collections of the young generation every 50,000 allocations (CPython: 700), of the whole heap
+every 2,000 of those at most."""
+
+
+def tune_garbage_collector() -> None:
+    """Keep the cycle collector from dominating a busy worker.
+
+    Counting allocates hundreds of containers per event, and the tables' cache keeps hundreds
+    of thousands alive: with CPython's defaults, full collections took 370 ms each, a fifth of
+    the worker's time counting 100,000 events. Most garbage here dies by reference count;
+    the collector runs far less often, and the code and data loaded at start are frozen out
+    of its scans.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     from pipeline.db import DatabaseUnavailable, migrate
     from pipeline.topics import ensure_topics
@@ -130,6 +150,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         shutil.rmtree(settings.store_dir)
         settings.store_dir.mkdir(parents=True)
 
+    tune_garbage_collector()
     worker = Worker(app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner turns the root logger to DEBUG so that every debug record (one
     # per message produced) can spin it: a tenth of the worker's time. Workers run headless.
