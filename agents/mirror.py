@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import logging
 
+from faust.types import TP
+
+from pipeline import topics
 from pipeline.app import app, cfg
-from sinks.redis_mirror import RedisMirror, dpu_change, space_change
+from pipeline.topics import Partitioner
+from sinks.redis_mirror import RedisMirror, dpu_change, space_change, version
 from tables.dpu_state import DpuState
 from tables.faust_tables import dpus, items, spaces
 from tables.space_state import SpaceState
@@ -21,6 +25,20 @@ from tables.space_state import SpaceState
 log = logging.getLogger(__name__)
 resync = RedisMirror(cfg.redis_url, cfg.redis_prefix)
 """A mirror of its own: the sink agents' buffers are never flushed from two places."""
+
+
+space_counts_topic = cfg.topic(topics.SPACE_COUNTS)
+telemetry_topic = cfg.topic(topics.TELEMETRY)
+
+
+def end_of(topic: str, partition: int) -> str:
+    """The mirror version of the end of a topic's partition, as this worker last fetched it
+    (0 when unknown: any value the sinks write then wins)."""
+    try:
+        end = app.consumer.highwater(TP(topic, partition)) or 0
+    except Exception:
+        end = 0
+    return version(end)
 
 
 @app.timer(interval=2.0, name="mirror-resync")
@@ -31,12 +49,17 @@ async def resync_mirror() -> None:
             not app.tables.recovery.completed.is_set() or not app.consumer.assignment():
         return
     # Tables iterate the partitions this worker owns (actives), so each worker writes its own.
+    # A value from the tables is as new as what the sinks will have written once they reach
+    # the end of their topic's partition: that end is its version.
+    partition_of = Partitioner(cfg.partitions)
     for space_id, value in items(spaces):
         space = SpaceState.from_value(space_id, value)
-        resync.add(space_change(space_id, space.count, space.updated_at))
+        resync.add(space_change(space_id, space.count, space.updated_at,
+                                end_of(space_counts_topic, partition_of(space_id))))
     for dpu_id, value in items(dpus):
         dpu = DpuState.from_value(dpu_id, value)
-        resync.add(dpu_change(dpu_id, dpu.ins, dpu.outs, dpu.last_event_at))
+        resync.add(dpu_change(dpu_id, dpu.ins, dpu.outs, dpu.last_event_at,
+                              end_of(telemetry_topic, partition_of(dpu_id))))
     rows = resync.stats.pending
     await resync.flush()
     resync.synced = seen

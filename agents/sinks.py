@@ -25,7 +25,7 @@ from pipeline.models import DailyReset, Placement, Reject, Reset
 from pipeline.timeutil import clamped, from_us, now_us
 from sinks.base import BatchingSink, RejectSource, describe, printable
 from sinks.postgres import CopyMerge, PostgresSink
-from sinks.redis_mirror import RedisMirror, dpu_change, space_change
+from sinks.redis_mirror import RedisMirror, dpu_change, space_change, version
 
 placement_records = BULK.subscribe("sink-placements", [PLACEMENTS_TOPIC])
 reset_records = BULK.subscribe("sink-resets", [RESETS_TOPIC])
@@ -195,19 +195,22 @@ def add_rows(source: RejectSource, build: Callable[[], Rows], refused_to: Batchi
         sink.add_item(rows, source)
 
 
-def each_value(message: Message, build: Callable[[Any], Rows], refused_to: BatchingSink) -> None:
+def each_value(message: Message, build: Callable[[Any, str], Rows],
+               refused_to: BatchingSink) -> None:
     """The ``[key, value]`` pairs a grouped message holds, each value an input record of its
-    own (filed alone if its rows cannot be built or written)."""
+    own (filed alone if its rows cannot be built or written). ``build`` gets the value and its
+    version for the Redis mirror (``sinks.redis_mirror.version``)."""
     try:
         pairs = orjson.loads(message.value)
     except orjson.JSONDecodeError as exc:
         refused_to.add_refused(source_of(message), f"could not be read: {describe(exc)}")
         return
-    for _, value in pairs:
-        add_rows(source_of(message, value), lambda: build(value), refused_to)
+    for i, (_, value) in enumerate(pairs):
+        add_rows(source_of(message, value),
+                 lambda: build(value, version(message.offset, i)), refused_to)
 
 
-def telemetry_rows(t: dict) -> Rows:
+def telemetry_rows(t: dict, ver: str) -> Rows:
     kind = t["k"]
     if kind == "log":
         raw = base64.b64decode(t["raw"]) if t["b64"] else t["raw"].encode()
@@ -223,7 +226,7 @@ def telemetry_rows(t: dict) -> Rows:
         t["dpu"], from_us(t["ts"]), t["dir"], t["eid"], t["ins"], t["outs"], net, t["door"],
         from_us(t["pat"]) if t["pat"] is not None else None, orjson.dumps(t["sp"]).decode(),
         t["src"][0], t["src"][1], from_us(t["kts"])))]),
-        (dpu_mirror, [dpu_change(t["dpu"], t["ins"], t["outs"], t["ts"])])]
+        (dpu_mirror, [dpu_change(t["dpu"], t["ins"], t["outs"], t["ts"], ver)])]
 
 
 @app.agent(telemetry, name="sink-telemetry")
@@ -234,7 +237,7 @@ async def sink_telemetry(stream):
                 lambda message: each_value(message, telemetry_rows, telemetry_sink))
 
 
-def count_rows(c: dict) -> Rows:
+def count_rows(c: dict, ver: str) -> Rows:
     if c["k"] in ("e", "c"):
         code, partition, offset, seq = c["src"]
         rows = [("count", (c["space"], from_us(c["ts"]), c["dpu"], c["d"], c["en"], c["ex"],
@@ -242,7 +245,7 @@ def count_rows(c: dict) -> Rows:
     else:
         rows = [("space", (c["space"],))]
     return [(space_count_sink, rows), (space_mirror, [space_change(c["space"], c["count"],
-                                                                   c["at"])])]
+                                                                   c["at"], ver)])]
 
 
 @app.agent(space_counts, name="sink-space-counts")

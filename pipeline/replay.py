@@ -58,6 +58,7 @@ async def replay(settings: Settings, say=print, from_log: bool = False) -> list[
         if missing and not from_log:
             raise ReplayRefused(f"the events topic no longer holds {missing} records that dpu_log "
                                 "has: run `dpu replay --from-log` to publish them again")
+        clear_mirror(settings, say)
         if from_log:
             await republish_from_log(settings, say)
         existing = set(await admin.list_topics())
@@ -86,6 +87,24 @@ async def replay(settings: Settings, say=print, from_log: bool = False) -> list[
         await rebuild(settings, say)
         say("done: start `dpu worker`: it restores the tables and goes on from there")
     return doomed
+
+
+def clear_mirror(settings: Settings, say) -> None:
+    """Empty the Redis mirror: its versions are offsets of the topics the replay recreates
+    (``sinks.redis_mirror``), and the workers write it again from the rebuilt tables."""
+    import redis
+
+    from sinks.redis_mirror import RedisMirror
+
+    keys = RedisMirror(settings.redis_url, settings.redis_prefix).all_keys()
+    try:
+        with redis.Redis.from_url(settings.redis_url, socket_timeout=5,
+                                  socket_connect_timeout=5) as client:
+            client.delete(*keys)
+    except redis.RedisError as exc:
+        raise ReplayRefused(f"Redis is not reachable at {settings.redis_url} ({exc}): the "
+                            "replay empties its mirror; start it (`dpu dev up`)") from None
+    say("emptied the Redis mirror (the workers write it again)")
 
 
 async def delete_topics(admin, names: list[str]) -> None:

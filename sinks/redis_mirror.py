@@ -2,8 +2,14 @@
 
 Keys (``<prefix>`` is ``DPU_TOPIC_PREFIX`` + ``dpu:``): hash ``<prefix>spaces`` and hash
 ``<prefix>dpus`` map an id to a JSON object; every change is published on channel
-``<prefix>space-counts`` or ``<prefix>dpu-counts``. Writing the latest value is naturally
-idempotent: a batch written twice leaves the same hashes.
+``<prefix>space-counts`` or ``<prefix>dpu-counts``.
+
+Every value carries a version: where its record lies in the topic the mirror is written from
+(offset, then position in the message), or for a rewrite from the tables the end of that
+topic's partition. A script writes a value only over an older version, so a worker that writes
+late (paused past the session timeout, its Redis commands sent after its successor's) or a
+batch delivered again never sets a count back; the versions live in ``<prefix>space-versions``
+and ``<prefix>dpu-versions``.
 """
 
 from __future__ import annotations
@@ -13,19 +19,39 @@ import redis.asyncio as aioredis
 
 from sinks.base import BatchingSink
 
-Change = tuple[str, str, dict]
-"""(``"space"`` or ``"dpu"``, id, the JSON-able state)."""
+Change = tuple[str, str, dict, str]
+"""(``"space"`` or ``"dpu"``, id, the JSON-able state, its version)."""
+
+WRITE_NEWER = """
+for i = 1, #ARGV, 3 do
+  local known = redis.call('HGET', KEYS[2], ARGV[i])
+  if (not known) or ARGV[i + 1] > known then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    redis.call('PUBLISH', KEYS[3], ARGV[i + 2])
+  end
+end
+return 0
+"""
+"""Sets each (id, version, payload) whose version is newer than the one known (fixed-width
+decimal strings compare as numbers)."""
 
 
-def space_change(space_id: str, count: int, updated_at: int | None) -> Change:
+def version(offset: int, position: int = 0) -> str:
+    """The version of a value from record ``offset``, ``position`` within its message."""
+    return f"{offset:020d}{position:06d}"
+
+
+def space_change(space_id: str, count: int, updated_at: int | None, ver: str) -> Change:
     """What the mirror keeps of a space."""
-    return "space", space_id, {"space_id": space_id, "count": count, "updated_at": updated_at}
+    return "space", space_id, {"space_id": space_id, "count": count,
+                               "updated_at": updated_at}, ver
 
 
-def dpu_change(dpu_id: str, ins: int, outs: int, last_event_ts: int | None) -> Change:
+def dpu_change(dpu_id: str, ins: int, outs: int, last_event_ts: int | None, ver: str) -> Change:
     """What the mirror keeps of a DPU."""
     return "dpu", dpu_id, {"dpu_id": dpu_id, "ins": ins, "outs": outs, "net": ins - outs,
-                           "last_event_ts": last_event_ts}
+                           "last_event_ts": last_event_ts}, ver
 
 
 class RedisMirror(BatchingSink[Change]):
@@ -36,17 +62,24 @@ class RedisMirror(BatchingSink[Change]):
         self.redis_url = redis_url
         self.prefix = prefix
         self._client: aioredis.Redis | None = None
+        self._script = None
         self.synced: tuple[str, int] | None = None
         """The Redis server run and group generation this mirror last wrote in full (see
         ``agents/mirror.py``)."""
 
-    def keys(self, kind: str) -> tuple[str, str]:
-        return f"{self.prefix}{kind}s", f"{self.prefix}{kind}-counts"
+    def keys(self, kind: str) -> tuple[str, str, str]:
+        """The hash of values, the hash of versions and the channel of ``kind``."""
+        return f"{self.prefix}{kind}s", f"{self.prefix}{kind}-versions", \
+            f"{self.prefix}{kind}-counts"
+
+    def all_keys(self) -> list[str]:
+        return [key for kind in ("space", "dpu") for key in self.keys(kind)[:2]]
 
     def client(self) -> aioredis.Redis:
         if self._client is None:
             self._client = aioredis.from_url(self.redis_url, socket_timeout=5,
                                              socket_connect_timeout=5)
+            self._script = self._client.register_script(WRITE_NEWER)
         return self._client
 
     async def server_run_id(self) -> str | None:
@@ -58,16 +91,19 @@ class RedisMirror(BatchingSink[Change]):
             return None
 
     async def write(self, rows: list[Change]) -> None:
-        latest: dict[tuple[str, str], dict] = {}
-        for kind, ident, state in rows:
-            latest[(kind, ident)] = state  # in partition order: the last one is the newest
-        pipe = self.client().pipeline(transaction=False)
-        for (kind, ident), state in latest.items():
-            hash_key, channel = self.keys(kind)
-            payload = orjson.dumps(state)
-            pipe.hset(hash_key, ident, payload)
-            pipe.publish(channel, payload)
-        await pipe.execute()
+        latest: dict[tuple[str, str], tuple[str, dict]] = {}
+        for kind, ident, state, ver in rows:
+            known = latest.get((kind, ident))
+            if known is None or ver > known[0]:
+                latest[(kind, ident)] = (ver, state)
+        client = self.client()
+        for kind in ("space", "dpu"):
+            args = []
+            for (k, ident), (ver, state) in latest.items():
+                if k == kind:
+                    args += [ident, ver, orjson.dumps(state)]
+            if args:
+                await self._script(keys=list(self.keys(kind)), args=args, client=client)
 
     async def reset(self) -> None:
         client, self._client = self._client, None
