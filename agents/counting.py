@@ -69,8 +69,8 @@ ownership = Ownership(app, cfg.session_timeout_s)
 
 class Outbox:
     """What one batch sends: per destination topic and partition one message (a JSON list of
-    ``[key, value]`` pairs, in order), and dead letters. Nothing is sent before ``send``, so a
-    batch given up sends nothing."""
+    ``[key, value]`` pairs, in order, each encoded as it is added), and dead letters. Nothing
+    is sent before ``send``, so a batch given up sends nothing."""
 
     def __init__(self, partitioner: Partitioner) -> None:
         self.partition_of = partitioner
@@ -79,13 +79,13 @@ class Outbox:
         self.counted = self.duplicates = self.redelivered = 0
 
     def add(self, outcome: counting.Outcome) -> None:
-        groups, partition_of = self.groups, self.partition_of
+        groups, partition_of, dumps = self.groups, self.partition_of, orjson.dumps
         for out in outcome.out:
             group = (out.topic, partition_of(out.key))
             values = groups.get(group)
             if values is None:
                 values = groups[group] = []
-            values.append((out.key, out.value))
+            values.append(dumps((out.key, out.value)))
         self.duplicates += outcome.duplicate
         self.redelivered += outcome.redelivered
 
@@ -100,9 +100,9 @@ class Outbox:
         values = self.groups.get(group)
         if values is None:
             values = self.groups[group] = []
-        values.append((None, {"k": "log", "p": message.partition, "o": message.offset,
-                              "kts": kafka_us(message), "key": log_key(message.key),
-                              "raw": text, "b64": b64}))
+        values.append(orjson.dumps((None, {
+            "k": "log", "p": message.partition, "o": message.offset, "kts": kafka_us(message),
+            "key": log_key(message.key), "raw": text, "b64": b64})))
 
     def reject(self, message: Message, reason: str) -> None:
         self.dead.append((message, reason))
