@@ -25,7 +25,7 @@ from agents.batching import exit_on_agent_failure
 from agents.ownership import Ownership
 from pipeline import topics
 from pipeline.topics import Partitioner
-from pipeline.app import app, cfg
+from pipeline.app import app, cfg, timer
 from pipeline.bulk_input import Batch, bulk_input
 from pipeline.messages import json_arrays
 from pipeline.metrics import metrics
@@ -267,7 +267,8 @@ async def count_in_batches(name: str, records, handle, placement_of=no_placement
     (``agents.ownership``). The states' acknowledgement is not waited for before the next
     batch (a segment holding a placement excepted): the batch is acknowledged when it comes.
     """
-    producer = await start_producer(cfg)
+    # A broker restart must not fail a batch: retried as long as Faust's own producer does.
+    producer = await start_producer(cfg, app.conf.producer_request_timeout)
     writer = ChangelogWriter(TABLES, EPOCHS, lambda: producer)
     db, outbox = TableCache(TABLES, writer), Outbox(Partitioner(cfg.partitions))
     written: list[asyncio.Future] = []
@@ -341,7 +342,7 @@ async def write(db: TableCache, outbox: Outbox, producer, records: list[Message]
     return states
 
 
-@app.timer(interval=1.0, name="exit-when-left-out")
+@timer(interval=1.0, name="exit-when-left-out")
 async def exit_when_left_out() -> None:
     """An idle worker the group went on without ends too (``agents.ownership``)."""
     ownership.exit_if_left_out()

@@ -27,10 +27,13 @@ def route(record: Record) -> tuple[str, str]:
     return RESETS, record.space_id
 
 
-async def start_producer(settings: Settings) -> AIOKafkaProducer:
+async def start_producer(settings: Settings, request_timeout_s: float = 15) -> AIOKafkaProducer:
+    """A started producer; a record not acknowledged within ``request_timeout_s`` fails (its
+    sends are retried until then, through a broker restart if it is short enough)."""
     producer = AIOKafkaProducer(**client_options(settings), acks="all",
                                 enable_idempotence=True, linger_ms=5,
-                                max_batch_size=256 * 1024, request_timeout_ms=15000)
+                                max_batch_size=256 * 1024,
+                                request_timeout_ms=int(request_timeout_s * 1000))
     try:
         await asyncio.wait_for(producer.start(), 20)
     except (KafkaConnectionError, KafkaError, OSError, asyncio.TimeoutError):
