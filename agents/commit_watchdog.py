@@ -10,7 +10,7 @@ from aiokafka import TopicPartition
 
 from agents.sinks import SINKS
 from pipeline import topics
-from pipeline.app import app, cfg
+from pipeline.app import app, cfg, timer
 from pipeline.faust_fixes import record_gap, stalled_partitions, suspected_gaps
 from pipeline.metrics import metrics
 from pipeline.progress import MARKER_SCAN, committed_reader, offsets_between
@@ -66,7 +66,7 @@ def take_suspected_gaps(consumer) -> dict:
     return out
 
 
-@app.timer(interval=5.0, name="commit-watchdog")
+@timer(interval=5.0, name="commit-watchdog")
 async def commit_watchdog() -> None:
     consumer = app.consumer
     if app.rebalancing:

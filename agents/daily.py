@@ -10,7 +10,7 @@ from __future__ import annotations
 import orjson
 
 from agents.counting import resets_out
-from pipeline.app import app
+from pipeline.app import timer
 from pipeline.metrics import metrics
 from pipeline.timeutil import iso, now_us
 from tables.daily import DailySchedule
@@ -21,7 +21,7 @@ from tables.faust_tables import daily_resets, items
 _published: dict[str, int] = {}
 
 
-@app.timer(interval=1.0, name="publish-daily-resets")
+@timer(interval=1.0, name="publish-daily-resets")
 async def publish_daily_resets() -> None:
     now = now_us()
     for space_id, value in list(items(daily_resets)):

@@ -15,7 +15,7 @@ import logging
 from faust.types import TP
 
 from pipeline import topics
-from pipeline.app import app, cfg
+from pipeline.app import app, cfg, timer
 from pipeline.topics import Partitioner
 from sinks.redis_mirror import RedisMirror, dpu_change, space_change, version
 from tables.dpu_state import DpuState
@@ -41,7 +41,7 @@ def end_of(topic: str, partition: int) -> str:
     return version(end)
 
 
-@app.timer(interval=2.0, name="mirror-resync")
+@timer(interval=2.0, name="mirror-resync")
 async def resync_mirror() -> None:
     run_id = await resync.server_run_id()
     seen = (run_id, app.consumer_generation_id)

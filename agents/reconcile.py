@@ -6,7 +6,7 @@ import logging
 
 import psycopg
 
-from pipeline.app import app, cfg
+from pipeline.app import cfg, timer
 from pipeline.metrics import metrics
 from pipeline.reconcile import reconcile_round
 
@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 _connection: list[psycopg.AsyncConnection] = []
 
 
-@app.timer(interval=1.0, name="reconcile-space-counts")
+@timer(interval=1.0, name="reconcile-space-counts")
 async def reconcile_space_counts() -> None:
     try:
         if not _connection or _connection[0].closed:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from pipeline.app import app, cfg
+from pipeline.app import cfg, timer
 from pipeline.db import DatabaseUnavailable, migrate
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ class Schema:
 schema = Schema()
 
 
-@app.timer(interval=2.0, name="migrate-schema")
+@timer(interval=2.0, name="migrate-schema")
 async def migrate_schema() -> None:
     if schema.migrated:
         return

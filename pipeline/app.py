@@ -1,5 +1,9 @@
 """The Faust application, configured from the one settings object. Agents attach themselves."""
 
+import asyncio
+import functools
+import logging
+
 import faust
 
 from pipeline import bulk_input
@@ -10,6 +14,7 @@ from pipeline.faust_fixes import (commit_only_past_acknowledged_heads, flush_unt
 from pipeline.kafka_auth import faust_credentials
 from pipeline.settings import settings
 
+log = logging.getLogger(__name__)
 cfg = settings()
 keep_newer_committed_offsets()
 flush_until_sent()
@@ -52,3 +57,23 @@ app = faust.App(
     web_in_thread=False,
     stream_wait_empty=False,
 )
+
+
+def timer(interval: float, name: str):
+    """``app.timer``, its failures logged rather than fatal.
+
+    Faust crashes the whole app when a timer raises: one unexpected error in a periodic
+    chore (the mirror's rewrite, the reconciler, the daily resets) stopped every agent.
+    Each of these runs again at its next tick, which is what it needs.
+    """
+    def register(fun):
+        @functools.wraps(fun)
+        async def guarded() -> None:
+            try:
+                await fun()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("timer %s failed; it runs again in %g s", name, interval)
+        return app.timer(interval=interval, name=name)(guarded)
+    return register
