@@ -39,6 +39,7 @@ REGISTER = {
 log_sink = PostgresSink("dpu_log", cfg.database_url, {
     "log": CopyMerge("dpu_log_in", "dpu_log",
                      ("topic", "partition", "offset", "kafka_ts", "dpu_id", "raw"),
+                     ("text", "int", "int", "us", "text", "bytea"),
                      "INSERT INTO dpu_log SELECT * FROM dpu_log_in ON CONFLICT DO NOTHING"),
 })
 
@@ -51,6 +52,8 @@ telemetry_sink = PostgresSink("dpu_telemetry", cfg.database_url, {
         "dpu_telemetry_in", "dpu_telemetry",
         ("dpu_id", "event_ts", "direction", "event_id", "ins", "outs", "net", "doorway_id",
          "placement_at", "spaces", "source_partition", "source_offset", "kafka_ts"),
+        ("text", "us", "int", "text", "int", "int", "int", "text", "us", "json", "int", "int",
+         "us"),
         "INSERT INTO dpu_telemetry SELECT * FROM dpu_telemetry_in ON CONFLICT DO NOTHING"),
     # A placement recorded late re-attributes the DPU's events in its interval.
     "reattributed": "UPDATE dpu_telemetry SET doorway_id = %s, placement_at = %s, spaces = %s, "
@@ -66,6 +69,7 @@ space_count_sink = PostgresSink("space_count", cfg.database_url, {
         "space_count_in", "space_count",
         ("space_id", "event_ts", "dpu_id", "delta", "entries", "exits", "count_on_arrival",
          "counted_on_arrival", "source", "source_partition", "source_offset", "seq"),
+        ("text", "us", "text", "int", "int", "int", "int", "bool", "text", "int", "int", "int"),
         "WITH ins AS (INSERT INTO space_count SELECT * FROM space_count_in ON CONFLICT DO NOTHING "
         "  RETURNING space_id, event_ts, delta, entries, exits), "
         "rollup AS (INSERT INTO space_count_hourly (space_id, hour, delta, entries, exits) "
@@ -214,8 +218,7 @@ def telemetry_rows(t: dict, ver: str) -> Rows:
     kind = t["k"]
     if kind == "log":
         raw = base64.b64decode(t["raw"]) if t["b64"] else t["raw"].encode()
-        return [(log_sink, [("log", (EVENTS_TOPIC, t["p"], t["o"], from_us(t["kts"]), t["key"],
-                                     raw))])]
+        return [(log_sink, [("log", (EVENTS_TOPIC, t["p"], t["o"], t["kts"], t["key"], raw))])]
     if kind == "reattributed":
         end = from_us(t["end"]) if t["end"] is not None else None
         return [(telemetry_sink, [("reattributed", (
@@ -223,9 +226,8 @@ def telemetry_rows(t: dict, ver: str) -> Rows:
             from_us(t["start"]), end, end))])]
     net = t["ins"] - t["outs"]
     return [(telemetry_sink, [("dpu", (t["dpu"],)), ("telemetry", (
-        t["dpu"], from_us(t["ts"]), t["dir"], t["eid"], t["ins"], t["outs"], net, t["door"],
-        from_us(t["pat"]) if t["pat"] is not None else None, orjson.dumps(t["sp"]).decode(),
-        t["src"][0], t["src"][1], from_us(t["kts"])))]),
+        t["dpu"], t["ts"], t["dir"], t["eid"], t["ins"], t["outs"], net, t["door"], t["pat"],
+        orjson.dumps(t["sp"]).decode(), t["src"][0], t["src"][1], t["kts"]))]),
         (dpu_mirror, [dpu_change(t["dpu"], t["ins"], t["outs"], t["ts"], ver)])]
 
 
@@ -240,7 +242,7 @@ async def sink_telemetry(stream):
 def count_rows(c: dict, ver: str) -> Rows:
     if c["k"] in ("e", "c"):
         code, partition, offset, seq = c["src"]
-        rows = [("count", (c["space"], from_us(c["ts"]), c["dpu"], c["d"], c["en"], c["ex"],
+        rows = [("count", (c["space"], c["ts"], c["dpu"], c["d"], c["en"], c["ex"],
                            c["count"], c["counted"], code, partition, offset, seq))]
     else:
         rows = [("space", (c["space"],))]

@@ -31,8 +31,9 @@ from pipeline.inputs import kafka_us, read_event, read_placement, read_reset
 from pipeline.kafka_auth import client_options
 from pipeline.models import Reject
 from pipeline.settings import Settings
-from pipeline.timeutil import from_us, now_us
+from pipeline.timeutil import now_us
 from pipeline.topics import Partitioner
+from sinks.copy_text import CopyRow
 from tables import counting
 from tables.fenced import EPOCH_HEADER
 from tables.store import to_bytes
@@ -250,13 +251,16 @@ def write_history(url: str, history: list[list], say) -> None:
         with conn.cursor() as cur:
             cur.execute("TRUNCATE space_count, space_count_hourly, space_count_daily, "
                         "space_dirty")
+            encode = CopyRow(("text", "us", "text", "int", "int", "int", "int", "bool", "text",
+                              "int", "int", "int", "int", "us"))
             with cur.copy("COPY space_count (space_id, event_ts, dpu_id, delta, entries, exits, "
                           "count_on_arrival, counted_on_arrival, source, source_partition, "
                           "source_offset, seq, count_reconciled, reconciled_at) "
                           "FROM STDIN") as copy:
-                at = from_us(now_us())
-                for row, count in zip(history, counts):
-                    copy.write_row((row[0], from_us(row[1]), *row[2:], count, at))
+                at = now_us()
+                for start in range(0, len(history), 10_000):
+                    copy.write(b"".join(encode((*row, count, at)) for row, count in zip(
+                        history[start:start + 10_000], counts[start:start + 10_000])))
             cur.execute("INSERT INTO space_count_hourly (space_id, hour, delta, entries, exits) "
                         "SELECT space_id, date_trunc('hour', event_ts, 'UTC'), sum(delta), "
                         "sum(entries), sum(exits) FROM space_count GROUP BY 1, 2")

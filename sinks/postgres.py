@@ -7,7 +7,8 @@ from typing import Any, Sequence
 
 import psycopg
 
-from sinks.base import BatchingSink, RejectSource, reject_rows
+from sinks.base import BatchingSink, RejectSource, describe, reject_rows
+from sinks.copy_text import CopyRow
 
 Statement = tuple[str, Sequence[Any]]
 """A statement key and its parameters."""
@@ -19,7 +20,7 @@ class CopyMerge:
 
     COPY moves a large batch in one round trip; ``merge`` (an ``INSERT ... SELECT ... FROM
     <staging> ON CONFLICT ...``) keeps the write idempotent and may update rollups from the rows
-    it actually inserted.
+    it actually inserted. Rows are encoded when the sink takes them (``PostgresSink.add_item``).
     """
 
     staging: str
@@ -28,8 +29,13 @@ class CopyMerge:
     """Table whose columns the staging table copies."""
     columns: tuple[str, ...]
     """Columns given by each row, in order."""
+    types: tuple[str, ...]
+    """The type of each column as ``sinks.copy_text.CopyRow`` encodes it."""
     merge: str
     """SQL that moves the staged rows into place."""
+
+    def __post_init__(self) -> None:
+        assert len(self.types) == len(self.columns), self.staging
 
 
 REJECT = ("INSERT INTO dpu_rejects (source_topic, source_partition, source_offset, reason, raw, "
@@ -61,7 +67,21 @@ class PostgresSink(BatchingSink[Statement]):
         """Statements whose effect a row with the same parameters can only repeat (registry
         inserts): run once per parameters while this sink lives."""
         self._done: dict[str, set] = {key: set() for key in once if key in statements}
+        self._copy_rows = {key: CopyRow(s.types) for key, s in statements.items()
+                           if isinstance(s, CopyMerge)}
         self._conn: psycopg.AsyncConnection | None = None
+
+    def add_item(self, rows: list[Statement], source: RejectSource | None) -> None:
+        """Rows for COPY are encoded now (``sinks.copy_text``); a record whose rows cannot be
+        encoded is refused."""
+        copy_rows = self._copy_rows
+        try:
+            rows = [(key, copy_rows[key](params)) if key in copy_rows else (key, params)
+                    for key, params in rows]
+        except (ValueError, TypeError) as exc:  # UnicodeEncodeError: a lone surrogate
+            self.add_refused(source, f"could not be written: {describe(exc)}")
+            return
+        super().add_item(rows, source)
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
@@ -97,8 +117,7 @@ class PostgresSink(BatchingSink[Statement]):
                           f"(LIKE {stmt.like} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
         columns = ", ".join(f'"{c}"' for c in stmt.columns)
         async with cur.copy(f"COPY {stmt.staging} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                await copy.write_row(row)
+            await copy.write(b"".join(rows))  # each row encoded by add_item
         await cur.execute(stmt.merge)
 
     async def write_rejects(self, rejects: list[tuple[RejectSource, str]]) -> None:
