@@ -22,7 +22,7 @@ SEP = "\x1f"
 
 
 class Chunk:
-    """The items of one chunk (JSON-able), with their encodings kept once made."""
+    """The items of one chunk (tuples: see ``frozen``), with their encodings kept once made."""
 
     __slots__ = ("items", "_encoded")
 
@@ -51,10 +51,21 @@ class Chunk:
 
     @classmethod
     def from_value(cls, key: str, value: list[Any]) -> "Chunk":
-        return cls(value)
+        return cls([frozen(item) for item in value])
 
     def to_value(self) -> list[Any]:
         return self.items
+
+
+def frozen(value: Any) -> Any:
+    """``value`` with its lists made tuples, at every depth: the items chunks keep.
+
+    The day logs are most of what a worker keeps alive, item upon item. A list is tracked by
+    the cycle collector for as long as it lives; a tuple of numbers and text is untracked by
+    the first collection that sees it. Kept as lists, the items made every collection slower
+    as the logs grew (counting 60,000 events took 2.5 times longer after 240,000).
+    """
+    return tuple(frozen(v) for v in value) if isinstance(value, list) else value
 
 
 def _key(base: str, chunk: int) -> str:

@@ -97,8 +97,8 @@ def on_event(db: Store, e: DpuEvent, src: Source) -> Outcome:
         state.count_event(e.ts, e.direction)
         # The DPU's own history, so that a placement recorded late can re-attribute this event.
         length = state.days.get(day, 0)
-        now_list = [[s.space_id, s.direction] for s in now_signs]
-        entry = [e.ts, e.direction, src.partition, src.offset, now_list]
+        now_pairs = sign_pairs(now_signs)
+        entry = (e.ts, e.direction, src.partition, src.offset, now_pairs)
         lost = chunks.peek(db, "dpu-days", log, length)
         if lost is not None and lost[2] == src.partition and lost[3] == src.offset:
             # Counted by a batch a kill cut short after its deltas went out (its log entry was
@@ -119,7 +119,7 @@ def on_event(db: Store, e: DpuEvent, src: Source) -> Outcome:
         "ins": state.ins, "outs": state.outs,
         "door": placement.doorway_id if placement else None,
         "pat": placement.installed_at if placement else None,
-        "sp": first[4] if redelivered else now_list}))
+        "sp": first[4] if redelivered else now_pairs}))
     return Outcome(out, redelivered=redelivered)
 
 
@@ -132,9 +132,10 @@ def adopt(e: DpuEvent, src: Source, lost: list,
     corrected to since; correction ``k`` moves the event from attribution ``k`` to ``k + 1``
     under id ``2 + k``, so every attempt sends the same corrections again and adds only one.
     """
-    chain = [lost[4], *(lost[5] if len(lost) > 5 else [])]
-    if chain[-1] != [[s.space_id, s.direction] for s in now_signs]:
-        chain.append([[s.space_id, s.direction] for s in now_signs])
+    chain = [lost[4], *(lost[5] if len(lost) > 5 else ())]
+    now_pairs = sign_pairs(now_signs)
+    if chain[-1] != now_pairs:
+        chain.append(now_pairs)
     crossing = [(src.offset, e.ts, int(e.direction > 0), int(e.direction < 0))]
     corrections = []
     for k, (before, after) in enumerate(zip(chain, chain[1:])):
@@ -144,10 +145,15 @@ def adopt(e: DpuEvent, src: Source, lost: list,
                                          ["e", src.partition, src.offset],
                                          seq=lambda _: FIRST_CORRECTION_SEQ + k)
     first = tuple(SpaceSign(s, d) for s, d in chain[0])
-    return first, [*lost[:5], chain[1:]], corrections
+    return first, (*lost[:5], tuple(chain[1:])), corrections
 
 
-def _placement(dpu_id: str, signs: list) -> Placement:
+def sign_pairs(signs: tuple[SpaceSign, ...]) -> tuple[tuple[str, int], ...]:
+    """An attribution as the day logs keep it: ``((space_id, direction), ...)``."""
+    return tuple((s.space_id, s.direction) for s in signs)
+
+
+def _placement(dpu_id: str, signs) -> Placement:
     return Placement(dpu_id, 0, tuple(SpaceSign(s, d) for s, d in signs))
 
 
@@ -222,7 +228,7 @@ def on_delta(db: Store, space_id: str, delta: dict[str, Any], now: int) -> Outco
     if logged is not None:
         day, index = logged
         chunks.append(db, "space-days", f"{space_id}{KEY_SEP}{day}", index,
-                      [ts, d, delta["src"]])
+                      (ts, d, tuple(delta["src"])))
     db.store("spaces", space_id, state)
     return Outcome([_count_record(state, {
         "k": delta["k"], "ts": ts, "d": d, "dpu": delta["dpu"],
@@ -239,7 +245,8 @@ def _delta_applied(db: Store, state: SpaceState, delta: dict[str, Any]) -> bool:
         return False  # absorbed by the latest reset: applying again only re-sends its row
     day = day_of(ts)
     logged = state.days.get(day, [0, 0])[1]
-    return any(c[2] == delta["src"] for c in chunks.read(
+    src = tuple(delta["src"])
+    return any(c[2] == src for c in chunks.read(
         db, "space-days", f"{state.space_id}{KEY_SEP}{day}", logged))
 
 

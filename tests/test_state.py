@@ -131,7 +131,7 @@ def test_chunked_lists_append_read_and_drop():
     db = DictStore()
     for i in range(chunks.CHUNK * 2 + 3):
         chunks.append(db, "dpu-days", "base", i, [i])
-    assert chunks.read(db, "dpu-days", "base", chunks.CHUNK * 2 + 3) == [[i] for i in range(67)]
+    assert chunks.read(db, "dpu-days", "base", chunks.CHUNK * 2 + 3) == [(i,) for i in range(67)]
     assert len(db.tables["dpu-days"]) == 3
     chunks.drop(db, "dpu-days", "base", chunks.CHUNK * 2 + 3)
     assert db.tables["dpu-days"] == {}
