@@ -17,7 +17,7 @@ from faust.types import TP
 from pipeline import topics
 from pipeline.app import app, cfg, timer
 from pipeline.topics import Partitioner
-from sinks.redis_mirror import RedisMirror, dpu_change, space_change, version
+from sinks.redis_mirror import RedisMirror, dpu_change, space_change
 from tables.dpu_state import DpuState
 from tables.faust_tables import dpus, items, spaces
 from tables.space_state import SpaceState
@@ -31,14 +31,14 @@ space_counts_topic = cfg.topic(topics.SPACE_COUNTS)
 telemetry_topic = cfg.topic(topics.TELEMETRY)
 
 
-def end_of(topic: str, partition: int) -> str:
+def end_of(topic: str, partition: int) -> tuple[int, int]:
     """The mirror version of the end of a topic's partition, as this worker last fetched it
     (0 when unknown: any value the sinks write then wins)."""
     try:
         end = app.consumer.highwater(TP(topic, partition)) or 0
     except Exception:
         end = 0
-    return version(end)
+    return end, 0
 
 
 @timer(interval=2.0, name="mirror-resync")

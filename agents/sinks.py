@@ -25,7 +25,7 @@ from pipeline.models import DailyReset, Placement, Reject, Reset
 from pipeline.timeutil import clamped, from_us, now_us
 from sinks.base import BatchingSink, RejectSource, describe, printable
 from sinks.postgres import CopyMerge, PostgresSink
-from sinks.redis_mirror import RedisMirror, dpu_change, space_change, version
+from sinks.redis_mirror import RedisMirror, dpu_change, space_change
 
 placement_records = BULK.subscribe("sink-placements", [PLACEMENTS_TOPIC])
 reset_records = BULK.subscribe("sink-resets", [RESETS_TOPIC])
@@ -169,6 +169,10 @@ async def drain(name: str, batches, sinks: Iterable[BatchingSink],
                 if sum(sink.stats.pending for sink in sinks) >= cfg.sink_rows:
                     for sink in sinks:
                         await sink.flush()
+                else:
+                    # A grouped message holds thousands of rows: let the counting agents run
+                    # between two (the realtime view waits for them, not for the sinks).
+                    await asyncio.sleep(0)
             for sink in sinks:
                 await sink.flush()
             acknowledge()
@@ -199,22 +203,29 @@ def add_rows(source: RejectSource, build: Callable[[], Rows], refused_to: Batchi
         sink.add_item(rows, source)
 
 
-def each_value(message: Message, build: Callable[[Any, str], Rows],
+def each_value(message: Message, build: Callable[[Any, tuple[int, int]], Rows],
                refused_to: BatchingSink) -> None:
     """The ``[key, value]`` pairs a grouped message holds, each value an input record of its
-    own (filed alone if its rows cannot be built or written). ``build`` gets the value and its
-    version for the Redis mirror (``sinks.redis_mirror.version``)."""
+    own (filed alone, with the message's source, if its rows cannot be built or written).
+    ``build`` gets the value and its version for the Redis mirror (``sinks.redis_mirror``)."""
     try:
         pairs = orjson.loads(message.value)
     except orjson.JSONDecodeError as exc:
         refused_to.add_refused(source_of(message), f"could not be read: {describe(exc)}")
         return
+    base, offset = source_of(message), message.offset
     for i, (_, value) in enumerate(pairs):
-        add_rows(source_of(message, value),
-                 lambda: build(value, version(message.offset, i)), refused_to)
+        source = (base, value)
+        try:
+            parts = build(value, (offset, i))
+        except Exception as exc:
+            refused_to.add_refused(source, f"could not be read: {describe(exc)}")
+            continue
+        for sink, rows in parts:
+            sink.add_item(rows, source)
 
 
-def telemetry_rows(t: dict, ver: str) -> Rows:
+def telemetry_rows(t: dict, ver: tuple[int, int]) -> Rows:
     kind = t["k"]
     if kind == "log":
         raw = base64.b64decode(t["raw"]) if t["b64"] else t["raw"].encode()
@@ -239,7 +250,7 @@ async def sink_telemetry(stream):
                 lambda message: each_value(message, telemetry_rows, telemetry_sink))
 
 
-def count_rows(c: dict, ver: str) -> Rows:
+def count_rows(c: dict, ver: tuple[int, int]) -> Rows:
     if c["k"] in ("e", "c"):
         code, partition, offset, seq = c["src"]
         rows = [("count", (c["space"], c["ts"], c["dpu"], c["d"], c["en"], c["ex"],

@@ -17,9 +17,9 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Generic, Sequence, TypeVar
+from typing import Any, Generic, Sequence, TypeVar, Union
 
 import orjson
 
@@ -47,14 +47,27 @@ class RejectSource:
     """The record's Kafka timestamp."""
 
 
+Source = Union[RejectSource, tuple[RejectSource, Any], None]
+"""Where an input record came from: its Kafka record, or for one value of a grouped message
+``(the message's source, the value)``, made a :class:`RejectSource` only if it is filed
+(``resolved``); None when it cannot be filed (it is logged then)."""
+
+
+def resolved(source: Source) -> RejectSource | None:
+    if isinstance(source, tuple):
+        message, value = source
+        return replace(message, raw=value)
+    return source
+
+
 @dataclass(slots=True)
 class Item(Generic[Row]):
     """The rows one input record gives a sink: written together, or refused together."""
 
     rows: list[Row]
     """Rows to write."""
-    source: RejectSource | None
-    """Where the record came from; None when it cannot be filed (it is logged then)."""
+    source: Source
+    """Where the record came from (see ``Source``)."""
     refused: str | None = None
     """Why the record cannot be written at all (its rows could not even be built)."""
 
@@ -99,13 +112,13 @@ class BatchingSink(ABC, Generic[Row]):
         """Buffer one row, an input record of its own."""
         self.add_item([row], source)
 
-    def add_item(self, rows: list[Row], source: RejectSource | None) -> None:
+    def add_item(self, rows: list[Row], source: Source) -> None:
         """Buffer the rows of one input record."""
         self._buffer.append(Item(rows, source))
         self._pending_rows += len(rows)
         self.stats.pending = self._pending_rows
 
-    def add_refused(self, source: RejectSource | None, reason: str) -> None:
+    def add_refused(self, source: Source, reason: str) -> None:
         """An input record whose rows could not be built: filed as a reject at the next flush."""
         self._buffer.append(Item([], source, reason))
 
@@ -168,11 +181,11 @@ class BatchingSink(ABC, Generic[Row]):
             self.stats.rejected += 1
             self.stats.last_rejected = reason
             metrics.inc("sink_rejects")
-            src = item.source
+            src = resolved(item.source)
             log.warning("%s: refused %s: %s", self.name,
                         f"{src.topic}[{src.partition}]@{src.offset}" if src else "a record",
                         reason)
-        sources = [(item.source, f"{self.name} sink: {reason}")
+        sources = [(resolved(item.source), f"{self.name} sink: {reason}")
                    for item, reason in refused if item.source is not None]
         if not sources:
             return

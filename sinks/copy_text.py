@@ -20,6 +20,8 @@ NULL = "\\N"
 
 def text(value: str) -> str:
     """A text value as COPY reads it (backslash, tab and line ends escaped)."""
+    if value.isprintable() and "\\" not in value:  # ids and most text: nothing to escape
+        return value
     return value.translate(_ESCAPES)
 
 
@@ -60,5 +62,5 @@ class CopyRow:
         self._encoders = [by_type[t] for t in self.types]
 
     def __call__(self, row: Sequence[Any]) -> bytes:
-        return ("\t".join(NULL if value is None else encode(value)
-                          for encode, value in zip(self._encoders, row)) + "\n").encode()
+        return ("\t".join([NULL if value is None else encode(value)
+                           for encode, value in zip(self._encoders, row)]) + "\n").encode()

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import psycopg
 
-from sinks.base import BatchingSink, RejectSource, describe, reject_rows
+from sinks.base import BatchingSink, RejectSource, Source, describe, reject_rows
 from sinks.copy_text import CopyRow
 
 Statement = tuple[str, Sequence[Any]]
@@ -71,13 +71,13 @@ class PostgresSink(BatchingSink[Statement]):
                            if isinstance(s, CopyMerge)}
         self._conn: psycopg.AsyncConnection | None = None
 
-    def add_item(self, rows: list[Statement], source: RejectSource | None) -> None:
-        """Rows for COPY are encoded now (``sinks.copy_text``); a record whose rows cannot be
-        encoded is refused."""
-        copy_rows = self._copy_rows
+    def add_item(self, rows: list[Statement], source: Source) -> None:
+        """Rows for COPY are encoded now (``sinks.copy_text``), and registry rows already
+        written are left out; a record whose rows cannot be encoded is refused."""
+        copy_rows, done = self._copy_rows, self._done
         try:
             rows = [(key, copy_rows[key](params)) if key in copy_rows else (key, params)
-                    for key, params in rows]
+                    for key, params in rows if key not in done or params not in done[key]]
         except (ValueError, TypeError) as exc:  # UnicodeEncodeError: a lone surrogate
             self.add_refused(source, f"could not be written: {describe(exc)}")
             return

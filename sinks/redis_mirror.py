@@ -19,7 +19,9 @@ import redis.asyncio as aioredis
 
 from sinks.base import BatchingSink
 
-Change = tuple[str, str, dict, str]
+Version = tuple[int, int]
+"""(offset of the record a value comes from, its position in that message)."""
+Change = tuple[str, str, dict, Version]
 """(``"space"`` or ``"dpu"``, id, the JSON-able state, its version)."""
 
 WRITE_NEWER = """
@@ -37,30 +39,35 @@ return 0
 decimal strings compare as numbers)."""
 
 
-def version(offset: int, position: int = 0) -> str:
-    """The version of a value from record ``offset``, ``position`` within its message."""
-    return f"{offset:020d}{position:06d}"
+def version_text(ver: Version) -> str:
+    """A version as the script compares it: fixed-width decimal."""
+    return f"{ver[0]:020d}{ver[1]:06d}"
 
 
-def space_change(space_id: str, count: int, updated_at: int | None, ver: str) -> Change:
+def space_change(space_id: str, count: int, updated_at: int | None, ver: Version) -> Change:
     """What the mirror keeps of a space."""
     return "space", space_id, {"space_id": space_id, "count": count,
                                "updated_at": updated_at}, ver
 
 
-def dpu_change(dpu_id: str, ins: int, outs: int, last_event_ts: int | None, ver: str) -> Change:
+def dpu_change(dpu_id: str, ins: int, outs: int, last_event_ts: int | None,
+               ver: Version) -> Change:
     """What the mirror keeps of a DPU."""
     return "dpu", dpu_id, {"dpu_id": dpu_id, "ins": ins, "outs": outs, "net": ins - outs,
                            "last_event_ts": last_event_ts}, ver
 
 
 class RedisMirror(BatchingSink[Change]):
+    """Keeps only the newest value of each space and DPU until it writes (a batch changes
+    the same few thousand keys again and again)."""
+
     name = "redis"
 
     def __init__(self, redis_url: str, prefix: str) -> None:
         super().__init__()
         self.redis_url = redis_url
         self.prefix = prefix
+        self._latest: dict[tuple[str, str], tuple[Version, dict]] = {}
         self._client: aioredis.Redis | None = None
         self._script = None
         self.synced: tuple[str, int] | None = None
@@ -90,18 +97,31 @@ class RedisMirror(BatchingSink[Change]):
             await self.reset()
             return None
 
-    async def write(self, rows: list[Change]) -> None:
-        latest: dict[tuple[str, str], tuple[str, dict]] = {}
+    def add_item(self, rows: list[Change], source=None) -> None:
+        latest = self._latest
         for kind, ident, state, ver in rows:
             known = latest.get((kind, ident))
-            if known is None or ver > known[0]:
+            if known is None or ver >= known[0]:
                 latest[(kind, ident)] = (ver, state)
+        self.stats.pending = len(latest)
+
+    async def flush(self) -> None:
+        if not self._latest:
+            return
+        latest = self._latest
+        await self._retrying(self.write, latest)
+        self._latest = {}
+        self.stats.batches += 1
+        self.stats.rows += len(latest)
+        self.stats.pending = 0
+
+    async def write(self, latest: dict[tuple[str, str], tuple[Version, dict]]) -> None:
         client = self.client()
         for kind in ("space", "dpu"):
             args = []
             for (k, ident), (ver, state) in latest.items():
                 if k == kind:
-                    args += [ident, ver, orjson.dumps(state)]
+                    args += [ident, version_text(ver), orjson.dumps(state)]
             if args:
                 await self._script(keys=list(self.keys(kind)), args=args, client=client)
 

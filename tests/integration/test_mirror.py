@@ -8,7 +8,7 @@ import uuid
 import orjson
 import redis
 
-from sinks.redis_mirror import RedisMirror, space_change, version
+from sinks.redis_mirror import RedisMirror, space_change
 
 
 def test_a_late_write_never_sets_a_count_back(base_settings):
@@ -24,11 +24,11 @@ def test_a_late_write_never_sets_a_count_back(base_settings):
 
     async def scenario() -> None:
         try:
-            await write(space_change("A", 7, 1, version(12, 3)))
-            await write(space_change("A", 5, 1, version(12, 2)),  # older, and in the past
-                        space_change("A", 6, 1, version(9)))
-            await write(space_change("A", 8, 2, version(13, 0)),
-                        space_change("B", 1, 2, version(0)))
+            await write(space_change("A", 7, 1, (12, 3)))
+            await write(space_change("A", 5, 1, (12, 2)),  # older, and in the past
+                        space_change("A", 6, 1, (9, 0)))
+            await write(space_change("A", 8, 2, (13, 0)),
+                        space_change("B", 1, 2, (0, 0)))
         finally:
             await mirror.close()
 
