@@ -284,12 +284,15 @@ def run_bench(base: Settings, size: BenchSize, say: Callable[[str], None],
         workers.stop()
         t = time.perf_counter()
         workers.drop_stores()
-        asyncio.run(replay(settings, say=lambda _: None))
+        phases = {k: round(v, 1) for k, v in asyncio.run(
+            replay(settings, say=lambda _: None)).items()}
+        phases["replay_s"] = round(time.perf_counter() - t, 1)
         workers.start("worker-rebuild.log", timeout=300)
+        phases["worker_ready_s"] = round(time.perf_counter() - t, 1)
         if not asyncio.run(wait_caught_up(settings, 3600, poll_s=0.2)):
             raise RuntimeError("the rebuild did not catch up")
         rebuild = time.perf_counter() - t
-        say(f"rebuild: {rebuild:.1f} s")
+        say(f"rebuild: {rebuild:.1f} s ({phases})")
         say(f"as-of queries over {history_rows} history rows")
         build_history(settings.database_url, history_rows, 100)
         asof = asyncio.run(asof_queries(settings.database_url, 100, 500))
@@ -302,6 +305,7 @@ def run_bench(base: Settings, size: BenchSize, say: Callable[[str], None],
             "latency_ms": lat,
             "asof_query_ms": {**asof, "history_rows": history_rows},
             "rebuild_s": round(rebuild, 1),
+            "rebuild_phases_s": phases,
             "rebuild_events": n_events + len(f.placements) + len(f.resets) + 1 + lat["sent"],
             "worker_peak_rss_mib": workers.peak_rss_mib(),
         })
