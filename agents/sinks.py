@@ -22,6 +22,7 @@ from pipeline.app import app, cfg
 from pipeline.bulk_input import Batch
 from pipeline.inputs import kafka_us, read_placement, read_reset
 from pipeline.models import DailyReset, Placement, Reject, Reset
+from pipeline.reconcile import MARK_DIRTY
 from pipeline.timeutil import clamped, from_us, now_us
 from sinks.base import BatchingSink, RejectSource, describe, printable
 from sinks.postgres import CopyMerge, PostgresSink
@@ -85,8 +86,7 @@ space_count_sink = PostgresSink("space_count", cfg.database_url, {
         "  entries = space_count_daily.entries + excluded.entries, "
         "  exits = space_count_daily.exits + excluded.exits) "
         "INSERT INTO space_dirty (space_id, since) SELECT space_id, min(event_ts) FROM ins "
-        "GROUP BY 1 ON CONFLICT (space_id) DO UPDATE SET since = "
-        "LEAST(space_dirty.since, excluded.since), n = space_dirty.n + 1"),
+        "GROUP BY 1 " + MARK_DIRTY),
 }, once=REGISTRIES)
 
 rejects_sink = PostgresSink("dpu_rejects", cfg.database_url, {

@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import psycopg
 
+MARK_DIRTY = ("ON CONFLICT (space_id) DO UPDATE SET since = LEAST(space_dirty.since, "
+              "excluded.since), n = space_dirty.n + 1")
+"""Ends a sink's ``INSERT INTO space_dirty (space_id, since)``: a mark keeps its earliest
+instant and counts the times it was set, so a round can tell it was set again meanwhile."""
+
 ANCHOR_ROW = ("SELECT event_ts, count_reconciled FROM space_count WHERE space_id = %s "
               "AND event_ts < %s ORDER BY event_ts DESC LIMIT 1")
 ANCHOR_RESET = ("SELECT at, count FROM space_resets WHERE space_id = %s AND at <= %s "
@@ -61,21 +66,39 @@ async def reconcile_space(cur: psycopg.AsyncCursor, space_id: str, since) -> int
     return cur.rowcount
 
 
+RECONCILE_LOCK = 0x64707572
+"""The first half of the advisory lock a round takes per space (the second: the space's hash)."""
+
+
 async def reconcile_round(conn: psycopg.AsyncConnection, max_spaces: int = 200) -> int:
-    """One round over up to ``max_spaces`` dirty spaces; returns how many were reconciled.
+    """One round over up to ``max_spaces`` dirty spaces; returns how many it recomputed.
 
     Each space is recomputed in a short transaction of its own, and its mark deleted only if
     no sink marked it again meanwhile (its ``n`` unchanged): a sink never waits for a round.
-    Two workers may recompute the same space at once, to the same values.
+    One reconciler at a time works on a space (an advisory lock; another worker's round skips
+    it), and reads its mark again under the lock: two at once could each start from an anchor
+    row the other was rewriting.
     """
     async with conn.cursor() as cur:
-        await cur.execute("SELECT space_id, since, n FROM space_dirty ORDER BY since LIMIT %s",
+        await cur.execute("SELECT space_id FROM space_dirty ORDER BY since LIMIT %s",
                           (max_spaces,))
-        dirty = await cur.fetchall()
-    for space_id, since, n in dirty:
+        dirty = [space_id for space_id, in await cur.fetchall()]
+    done = 0
+    for space_id in dirty:
         async with conn.transaction():
             async with conn.cursor() as cur:
+                await cur.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(current_schema()"
+                                  " || '.' || %s))", (RECONCILE_LOCK, space_id))
+                if not (await cur.fetchone())[0]:
+                    continue
+                await cur.execute("SELECT since, n FROM space_dirty WHERE space_id = %s",
+                                  (space_id,))
+                mark = await cur.fetchone()
+                if mark is None:
+                    continue
+                since, n = mark
                 await reconcile_space(cur, space_id, since)
                 await cur.execute("DELETE FROM space_dirty WHERE space_id = %s AND n = %s",
                                   (space_id, n))
-    return len(dirty)
+                done += 1
+    return done
