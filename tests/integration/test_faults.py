@@ -111,7 +111,7 @@ def verify(pipeline, sc: scenarios.Scenario, exp: Expected, workers: list[Worker
             first = answers
         assert answers == first, f"worker {i} answers DPUs differently from worker 0"
         assert realtime(worker, sc) == exp.realtime, f"realtime counts from worker {i}"
-    entry = record(*row, lost, doubled) if row else {}
+    entry = record(*row, lost, doubled, len(sc.events)) if row else {}
     assert (lost, doubled) == (0, 0), f"{lost} events lost, {doubled} doubled"
     assert pipeline.sql("SELECT count(*) FROM dpu_log")[0][0] == exp.log_rows
     assert telemetry_rows(pipeline) == exp.telemetry_rows
@@ -127,9 +127,9 @@ def verify(pipeline, sc: scenarios.Scenario, exp: Expected, workers: list[Worker
     entry["all_equal"] = "yes"
 
 
-def record(name: str, faults: str, in_flight: int, lost: int, doubled: int) -> dict:
+def record(name: str, faults: str, in_flight: int, lost: int, doubled: int, events: int) -> dict:
     """A fault-table row; ``all_equal`` turns "yes" once every comparison has passed."""
-    entry = {"scenario": name, "faults": faults, "in_flight": in_flight, "events": N_EVENTS,
+    entry = {"scenario": name, "faults": faults, "in_flight": in_flight, "events": events,
              "lost": lost, "doubled": doubled, "all_equal": "no"}
     FAULT_TABLE.append(entry)
     return entry
