@@ -149,27 +149,18 @@ def recount(placements: Iterable[Record], resets: Iterable[Record], events: Iter
                                            c["ex"], c["count"], c["counted"], code, partition,
                                            offset, seq])
 
-    for record in placements:
-        p = read_placement(record, settings, now)
-        if isinstance(p, Reject):
-            result.rejected += 1
-            continue
-        db.use(record.partition)
-        deltas(counting.on_placement(db, p, _source(record)))
-    for record in resets:
-        r = read_reset(record, settings, now)
-        if isinstance(r, Reject):
-            result.rejected += 1
-            continue
-        db.use(record.partition)
-        counting.on_reset(db, r, _source(record), now)
-    for record in events:
-        e = read_event(record, settings, now)
-        if isinstance(e, Reject):
-            result.rejected += 1
-            continue
-        db.use(record.partition)
-        deltas(counting.on_event(db, e, _source(record)))
+    def each(records: Iterable[Record], read: Callable, apply: Callable) -> None:
+        for record in records:
+            item = read(record, settings, now)
+            if isinstance(item, Reject):
+                result.rejected += 1
+                continue
+            db.use(record.partition)
+            apply(item, _source(record))
+
+    each(placements, read_placement, lambda p, src: deltas(counting.on_placement(db, p, src)))
+    each(resets, read_reset, lambda r, src: counting.on_reset(db, r, src, now))
+    each(events, read_event, lambda e, src: deltas(counting.on_event(db, e, src)))
     return result
 
 
