@@ -12,6 +12,7 @@ from itertools import accumulate
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pipeline.db import migrate
@@ -22,12 +23,18 @@ SPACES = ("S1", "S2")
 T0 = 1_700_000_000 * US
 
 
-def schema_url(base_url: str) -> str:
-    params = conninfo_to_dict(base_url)
-    params["options"] = f"-csearch_path=r{uuid.uuid4().hex[:10]}"
+@pytest.fixture
+def schema_url(base_settings):
+    """The test database with a schema of this test's own, migrated; dropped afterwards."""
+    schema = f"r{uuid.uuid4().hex[:10]}"
+    params = conninfo_to_dict(base_settings.database_url)
+    params["options"] = f"-csearch_path={schema}"
     url = make_conninfo("", **params)
     migrate(url)
-    return url
+    yield url
+    if not os.environ.get("DPU_TEST_KEEP"):
+        with psycopg.connect(base_settings.database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 def expected(rows: list[tuple], resets: dict[str, tuple[int, int]]) -> dict[tuple, int]:
@@ -93,8 +100,8 @@ async def campaign(url: str, rng: random.Random) -> list[tuple]:
 
 @pytest.mark.parametrize("seed", [int(os.environ["DPU_RECONCILE_SEED"])]
                          if os.environ.get("DPU_RECONCILE_SEED") else [1, 2, 3])
-def test_concurrent_reconcilers_and_late_rows_reconcile_every_row(base_settings, seed):
-    wrong = asyncio.run(campaign(schema_url(base_settings.database_url), random.Random(seed)))
+def test_concurrent_reconcilers_and_late_rows_reconcile_every_row(schema_url, seed):
+    wrong = asyncio.run(campaign(schema_url, random.Random(seed)))
     assert not wrong, (f"seed {seed}: {len(wrong)} rows wrong, e.g. (row, got, want) "
                        f"{wrong[:3]}; rerun it alone with DPU_RECONCILE_SEED={seed} "
                        "scripts/test tests/integration/test_reconcile.py")
