@@ -24,7 +24,7 @@ from pipeline.inputs import kafka_us, read_placement, read_reset
 from pipeline.models import DailyReset, Placement, Reject, Reset
 from pipeline.reconcile import MARK_DIRTY
 from pipeline.timeutil import clamped, from_us, now_us
-from sinks.base import BatchingSink, RejectSource, describe, printable
+from sinks.base import BatchingSink, RejectSource, Source, describe, printable
 from sinks.postgres import CopyMerge, PostgresSink
 from sinks.redis_mirror import RedisMirror, dpu_change, space_change
 
@@ -191,7 +191,7 @@ def source_of(message: Message, raw: Any = None) -> RejectSource:
                         message.value or b"" if raw is None else raw, _ms(message))
 
 
-def add_rows(source: RejectSource, build: Callable[[], Rows], refused_to: BatchingSink) -> None:
+def add_rows(source: Source, build: Callable[[], Rows], refused_to: BatchingSink) -> None:
     """Buffer the rows ``build`` makes of one input record; one it cannot make rows of is
     refused (filed by ``refused_to``), and the records around it go on."""
     try:
@@ -215,14 +215,7 @@ def each_value(message: Message, build: Callable[[Any, tuple[int, int]], Rows],
         return
     base, offset = source_of(message), message.offset
     for i, (_, value) in enumerate(pairs):
-        source = (base, value)
-        try:
-            parts = build(value, (offset, i))
-        except Exception as exc:
-            refused_to.add_refused(source, f"could not be read: {describe(exc)}")
-            continue
-        for sink, rows in parts:
-            sink.add_item(rows, source)
+        add_rows((base, value), lambda: build(value, (offset, i)), refused_to)
 
 
 def telemetry_rows(t: dict, ver: tuple[int, int]) -> Rows:
