@@ -17,7 +17,7 @@ from faust.types import Message
 
 from agents.batching import applied_batches, exit_on_agent_failure
 from agents.counting import BULK, EVENTS_TOPIC, PLACEMENTS_TOPIC, RESETS_TOPIC, dead_letter, \
-    space_counts, telemetry
+    log_key, space_counts, telemetry
 from pipeline.app import app, cfg
 from pipeline.bulk_input import Batch
 from pipeline.inputs import kafka_us, read_placement, read_reset
@@ -91,7 +91,8 @@ space_count_sink = PostgresSink("space_count", cfg.database_url, {
 
 rejects_sink = PostgresSink("dpu_rejects", cfg.database_url, {
     "reject": "INSERT INTO dpu_rejects (source_topic, source_partition, source_offset, reason, "
-              "raw, kafka_ts) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+              "raw, kafka_ts, record_key) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+              "ON CONFLICT DO NOTHING",
 })
 
 _KEPT = ("EXISTS (SELECT 1 FROM dpu_placements WHERE dpu_id = %s AND installed_at = %s "
@@ -127,9 +128,10 @@ resets_sink = PostgresSink("space_resets", cfg.database_url, {
     "dirty": "INSERT INTO space_dirty (space_id, since) VALUES (%s, %s) ON CONFLICT (space_id) "
              "DO UPDATE SET since = LEAST(space_dirty.since, excluded.since), "
              "n = space_dirty.n + 1",
-    "daily": "INSERT INTO space_daily_resets (space_id, local_time, tz, count) "
-             "VALUES (%s, %s, %s, %s) ON CONFLICT (space_id) DO UPDATE SET local_time = "
-             "excluded.local_time, tz = excluded.tz, count = excluded.count, updated_at = now()",
+    "daily": "INSERT INTO space_daily_resets (space_id, local_time, tz, count, since) "
+             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (space_id) DO UPDATE SET local_time = "
+             "excluded.local_time, tz = excluded.tz, count = excluded.count, "
+             "since = excluded.since, updated_at = now()",
     "daily_off": "DELETE FROM space_daily_resets WHERE space_id = %s",
 }, once=REGISTRIES)
 
@@ -268,7 +270,8 @@ def reject_rows_of(message: Message) -> Rows:
         int(headers.get("source_partition", message.partition)),
         int(headers.get("source_offset", message.offset)),
         printable(headers.get("reason", "rejected")), message.value or b"",
-        from_us(clamped(int(src_ts) * 1000)) if src_ts else _ms(message)))])]
+        from_us(clamped(int(src_ts) * 1000)) if src_ts else _ms(message),
+        log_key(message.key)))])]
 
 
 @app.agent(dead_letter, name="sink-rejects")
@@ -315,7 +318,8 @@ def reset_rows(message: Message) -> Rows:
     elif isinstance(r, DailyReset):
         rows = [("space", (r.space_id,)),
                 ("daily_off", (r.space_id,)) if r.time is None
-                else ("daily", (r.space_id, r.time, r.tz, r.count))]
+                else ("daily", (r.space_id, r.time, r.tz, r.count,
+                                from_us(kafka_us(message) if r.since is None else r.since)))]
     else:
         return []  # the counting agent files rejects
     return [(resets_sink, rows)]

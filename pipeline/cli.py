@@ -220,16 +220,22 @@ def spaces_reset(ctx, space_id, count, at) -> None:
 @click.option("--time", "wall", help="Local wall-clock time, HH:MM.")
 @click.option("--tz", default="UTC", show_default=True, help="IANA time zone.")
 @click.option("--count", type=int, default=0, show_default=True)
+@click.option("--since", help="Apply to the days after this instant (ISO 8601), e.g. to "
+              "backfill last month's nightly resets. Default: from now on.")
 @click.option("--off", is_flag=True, help="Remove the daily reset.")
 @click.pass_context
 @friendly
-def spaces_daily_reset(ctx, space_id, wall, tz, count, off) -> None:
+def spaces_daily_reset(ctx, space_id, wall, tz, count, since, off) -> None:
     """Reset SPACE_ID every day at a local time."""
     from pipeline.models import reset_from_obj
 
     if not off and not wall:
         raise click.UsageError("give --time HH:MM (or --off)")
+    if off and since:
+        raise click.UsageError("--since goes with --time, not --off")
     daily = None if off else {"time": wall, "tz": tz, "count": count}
+    if since:
+        daily["since"] = since
     r = _one(ctx, reset_from_obj, {"space_id": space_id, "daily_reset": daily})
     _publish(_settings(ctx), [r], "daily-reset settings")
 

@@ -109,11 +109,17 @@ class DailyReset:
     """IANA time zone the wall-clock time is read in."""
     count: int = 0
     """The count set at each daily reset."""
+    since: int | None = None
+    """Epoch µs after which the daily instants are resets; ``None``: when the setting is
+    recorded (its Kafka timestamp). An earlier instant backfills past days' resets."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"space_id": self.space_id,
-                "daily_reset": None if self.time is None
-                else {"time": self.time, "tz": self.tz, "count": self.count}}
+        if self.time is None:
+            return {"space_id": self.space_id, "daily_reset": None}
+        daily: dict[str, Any] = {"time": self.time, "tz": self.tz, "count": self.count}
+        if self.since is not None:
+            daily["since"] = iso(self.since)
+        return {"space_id": self.space_id, "daily_reset": daily}
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +312,10 @@ def reset_from_obj(obj: dict[str, Any], now_us: int | None = None,
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
             raise Invalid(f"unknown time zone {tz[:64]!r}") from None
-        return DailyReset(space_id, wall, tz, _count(daily.get("count", 0)))  # type: ignore[arg-type]
+        since = daily.get("since")
+        if since is not None:
+            since = valid_instant(since, "daily_reset.since", now_us, max_future_s)
+        return DailyReset(space_id, wall, tz, _count(daily.get("count", 0)), since)  # type: ignore[arg-type]
     if "count" not in obj:
         raise Invalid("missing field 'count'")
     return Reset(space_id, valid_instant(obj.get("at"), "at", now_us, max_future_s),  # type: ignore[arg-type]

@@ -257,7 +257,8 @@ def _reset_applied(db: Store, state: SpaceState, r: Reset | DailyReset) -> bool:
         if value is None or r.time is None:
             return value is None and r.time is None
         schedule = DailySchedule.from_value(value)
-        return (schedule.wall, schedule.tz, schedule.count) == (r.time, r.tz, r.count)
+        return (schedule.wall, schedule.tz, schedule.count) == (r.time, r.tz, r.count) and (
+            r.since is None or schedule.since == r.since)
     # An earlier reset than the latest changes nothing now; the latest itself, if it is this one.
     return state.reset_at is not None and (r.at < state.reset_at or (
         r.at == state.reset_at and r.count == state.reset_count))
@@ -277,7 +278,8 @@ def on_reset(db: Store, r: Reset | DailyReset, src: Source, now: int) -> Outcome
             db.delete("daily-resets", r.space_id)
         else:
             db.store("daily-resets", r.space_id,
-                     DailySchedule(r.time, r.tz, r.count, src.timestamp).to_value())
+                     DailySchedule(r.time, r.tz, r.count,
+                                   src.timestamp if r.since is None else r.since).to_value())
         return Outcome([])
     daily = db.load("daily-resets", r.space_id)
     if daily is not None:

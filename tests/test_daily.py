@@ -35,3 +35,23 @@ def test_a_skipped_local_time_resolves_to_one_instant_per_day():
 def test_round_trip():
     s = DailySchedule("04:00", "UTC", 3, since=1, last=2)
     assert DailySchedule.from_value(s.to_value()) == s
+
+
+def test_a_daily_reset_given_since_applies_from_then_and_else_from_when_it_was_recorded():
+    from pipeline.models import DailyReset, reset_from_obj
+    from tables import counting
+    from tests.simulator import DictStore
+
+    now = parse_ts("2026-03-10T12:00:00Z")
+    backfill = reset_from_obj({"space_id": "A", "daily_reset": {
+        "time": "04:00", "tz": "UTC", "since": "2026-03-01T00:00:00Z"}}, now)
+    assert backfill == DailyReset("A", "04:00", "UTC", 0, parse_ts("2026-03-01T00:00:00Z"))
+    recorded_at = parse_ts("2026-03-10T11:00:00Z")
+    for setting, first_due in ((backfill, "2026-03-01T04:00:00.000Z"),
+                               (DailyReset("A", "04:00", "UTC"), None)):
+        db = DictStore()
+        counting.on_reset(db, setting, counting.Source(0, 0, recorded_at), now=recorded_at)
+        schedule = DailySchedule.from_value(db.load("daily-resets", "A"))
+        due = [iso(t) for t in schedule.due(now)]
+        assert (due[0] if due else None) == first_due
+        assert len(due) == (10 if first_due else 0)
