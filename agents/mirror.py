@@ -17,7 +17,7 @@ from faust.types import TP
 from pipeline import topics
 from pipeline.app import app, cfg, timer
 from pipeline.topics import Partitioner
-from sinks.redis_mirror import RedisMirror, dpu_change, space_change
+from sinks.redis_mirror import LAST_POSITION, RedisMirror, dpu_change, space_change
 from tables.dpu_state import DpuState
 from tables.faust_tables import dpus, items, spaces
 from tables.space_state import SpaceState
@@ -32,13 +32,14 @@ telemetry_topic = cfg.topic(topics.TELEMETRY)
 
 
 def end_of(topic: str, partition: int) -> tuple[int, int]:
-    """The mirror version of the end of a topic's partition, as this worker last fetched it
-    (0 when unknown: any value the sinks write then wins)."""
+    """The mirror version of the end of a topic's partition, as this worker last fetched it:
+    just past the last record there, below the next one's ``(end, 0)``. (At ``(end, 0)`` the
+    first change after a resync tied with it and was never written.) Unknown: below any."""
     try:
         end = app.consumer.highwater(TP(topic, partition)) or 0
     except Exception:
         end = 0
-    return end, 0
+    return end - 1, LAST_POSITION
 
 
 @timer(interval=2.0, name="mirror-resync")

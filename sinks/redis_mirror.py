@@ -17,6 +17,8 @@ from __future__ import annotations
 import orjson
 import redis.asyncio as aioredis
 
+from pipeline.timeutil import iso
+
 from sinks.base import BatchingSink
 
 Version = tuple[int, int]
@@ -39,22 +41,38 @@ return 0
 decimal strings compare as numbers)."""
 
 
+LAST_POSITION = 999_999
+"""The greatest position in a message a version can name (six digits)."""
+
+
 def version_text(ver: Version) -> str:
     """A version as the script compares it: fixed-width decimal."""
     return f"{ver[0]:020d}{ver[1]:06d}"
 
 
 def space_change(space_id: str, count: int, updated_at: int | None, ver: Version) -> Change:
-    """What the mirror keeps of a space."""
+    """What the mirror keeps of a space (instants in µs until written: see ``payload``)."""
     return "space", space_id, {"space_id": space_id, "count": count,
                                "updated_at": updated_at}, ver
 
 
-def dpu_change(dpu_id: str, ins: int, outs: int, last_event_ts: int | None,
+def dpu_change(dpu_id: str, ins: int, outs: int, last_event_at: int | None,
                ver: Version) -> Change:
-    """What the mirror keeps of a DPU."""
+    """What the mirror keeps of a DPU (instants in µs until written: see ``payload``)."""
     return "dpu", dpu_id, {"dpu_id": dpu_id, "ins": ins, "outs": outs, "net": ins - outs,
-                           "last_event_ts": last_event_ts}, ver
+                           "last_event_at": last_event_at}, ver
+
+
+INSTANTS = {"space": "updated_at", "dpu": "last_event_at"}
+"""The field of each kind that holds an instant."""
+
+
+def payload(kind: str, state: dict) -> bytes:
+    """A value as Redis keeps and publishes it: the JSON of the HTTP answers (``GET
+    /spaces/{id}/count``, the counts of ``GET /dpus/{id}``), instants as ISO 8601 text.
+    Converted here, once per key and write, rather than for every change of a batch."""
+    field = INSTANTS[kind]
+    return orjson.dumps({**state, field: iso(state[field])})
 
 
 class RedisMirror(BatchingSink[Change]):
@@ -121,7 +139,7 @@ class RedisMirror(BatchingSink[Change]):
             args = []
             for (k, ident), (ver, state) in latest.items():
                 if k == kind:
-                    args += [ident, version_text(ver), orjson.dumps(state)]
+                    args += [ident, version_text(ver), payload(kind, state)]
             if args:
                 await self._script(keys=list(self.keys(kind)), args=args, client=client)
 
