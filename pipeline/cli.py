@@ -283,6 +283,50 @@ def count(ctx, space_id, at) -> None:
     click.echo(orjson.dumps(body).decode())
 
 
+@main.group()
+def dpus() -> None:
+    """DPUs: sensor health over the whole fleet."""
+
+
+@dpus.command("list")
+@click.option("--status", type=click.Choice(["ok", "silent", "never_seen"]),
+              help="Only DPUs of this status.")
+@click.option("--silent-after", help="Quiet period after which a DPU is silent: 90s, 30m, 2h, "
+              "1d (default: the workers' DPU_SILENT_AFTER_S).")
+@click.option("--limit", type=click.IntRange(1), help="At most this many DPUs (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+@friendly
+def dpus_list(ctx, status, silent_after, limit, as_json) -> None:
+    """List every DPU with its status, last event, events today, rejects and placement
+    (asks a worker's HTTP view, which gathers every worker's DPUs)."""
+    after, shown = "", 0
+    if not as_json:
+        click.echo(f"{'dpu':<16} {'status':<10} {'last event':<24} {'today':>6} {'in':>7} "
+                   f"{'out':>7} {'rejects':>7}  doorway  spaces")
+    while limit is None or shown < limit:
+        params = {"limit": str(min(1000, (limit or 1000) - shown))}
+        params.update({k: v for k, v in (("after", after), ("status", status),
+                                         ("silent_after", silent_after)) if v})
+        code, body = http_get(_settings(ctx), "/dpus", params)
+        if code != 200:
+            raise click.ClickException(body.get("error", f"HTTP {code}"))
+        for d in body["dpus"]:
+            shown += 1
+            if as_json:
+                click.echo(orjson.dumps(d).decode())
+                continue
+            p = d["placement"] or {}
+            spaces = " ".join(f"{s['space_id']}:{s['direction']:+d}" for s in p.get("spaces", ()))
+            click.echo(f"{d['dpu_id']:<16} {d['status']:<10} {d['last_event_at'] or '-':<24} "
+                       f"{d['events_today']:>6} {d['ins']:>7} {d['outs']:>7} "
+                       f"{'-' if d['rejects'] is None else d['rejects']:>7}  "
+                       f"{p.get('doorway_id') or '-':<8} {spaces or '-'}")
+        if not body["next"]:
+            break
+        after = body["next"]
+
+
 @main.command()
 @click.option("--timeout", type=float, default=120, show_default=True, help="Seconds.")
 @click.pass_context

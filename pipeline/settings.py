@@ -87,6 +87,8 @@ class Settings:
     min_insync_replicas: int = 1
     """``min.insync.replicas`` of those topics: with ``acks=all``, writes fail rather than land
     on fewer replicas."""
+    silent_after_s: float = 3600.0
+    """A DPU whose latest event is older than this is ``silent`` in sensor health."""
     kafka_extra: Mapping[str, str] = field(default_factory=dict)
     """``DPU_KAFKA_*`` passthrough settings (SASL/TLS), lower-cased without the prefix."""
 
@@ -137,6 +139,7 @@ class Settings:
             "DPU_SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "DPU_REPLICATION_FACTOR": str(self.replication_factor),
             "DPU_MIN_INSYNC_REPLICAS": str(self.min_insync_replicas),
+            "DPU_SILENT_AFTER_S": str(self.silent_after_s),
         }
         env.update({f"DPU_KAFKA_{k.upper()}": v for k, v in self.kafka_extra.items()})
         return env
@@ -169,6 +172,7 @@ class Settings:
             session_timeout_s=_float(env, "DPU_SESSION_TIMEOUT_S", d.session_timeout_s),
             replication_factor=_int(env, "DPU_REPLICATION_FACTOR", d.replication_factor),
             min_insync_replicas=_int(env, "DPU_MIN_INSYNC_REPLICAS", d.min_insync_replicas),
+            silent_after_s=_float(env, "DPU_SILENT_AFTER_S", d.silent_after_s),
             kafka_extra={
                 k[len("DPU_KAFKA_"):].lower(): v
                 for k, v in env.items()

@@ -137,6 +137,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     import agents.commit_watchdog  # noqa: F401
     import agents.counting  # noqa: F401
     import agents.daily  # noqa: F401
+    import agents.health  # noqa: F401
     import agents.mirror  # noqa: F401
     import agents.reconcile  # noqa: F401
     import agents.schema

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from faust.web import Request, Response, View
 
-from pipeline.app import app
-from pipeline.timeutil import iso
-from pipeline.views import history
+from agents.health import YIELD_EVERY
+from pipeline import health
+from pipeline.app import app, cfg
+from pipeline.timeutil import iso, now_us
+from pipeline.views import cluster, history
 from pipeline.views.common import error
-from tables.dpu_state import DpuState
+from pipeline.views.sensors import reject_counts
 from tables.faust_tables import dpus, items, load, spaces
 from tables.space_state import SpaceState
 
@@ -25,11 +28,28 @@ def realtime_count(space_id: str) -> int | None:
     return None if value is None else SpaceState.from_value(space_id, value).count
 
 
+async def local_spaces(query) -> dict[str, Any]:
+    listing = []
+    for i, (space_id, value) in enumerate(items(spaces)):
+        if i % YIELD_EVERY == YIELD_EVERY - 1:
+            await asyncio.sleep(0)
+        listing.append(space_answer(space_id, value))
+    return {"items": listing}
+
+
 @app.page("/spaces")
 class SpacesView(View):
+    """Every known space with its realtime count, whichever worker is asked."""
+
     async def get(self, request: Request) -> Response:
-        listing = [space_answer(k, v) for k, v in items(spaces)]
-        listing.sort(key=lambda s: s["space_id"])
+        if cluster.is_local(request.query):
+            return self.json(await cluster.local_part(spaces, request.query, local_spaces))
+        try:
+            parts = await cluster.gather(spaces, "/spaces", request.query, local_spaces)
+        except cluster.Incomplete as exc:
+            return error(self, 503, str(exc))
+        listing = sorted((s for part in parts for s in part["items"]),
+                         key=lambda s: s["space_id"])
         return self.json({"spaces": listing})
 
 
@@ -57,10 +77,7 @@ class DpuView(View):
         value = load(dpus, dpu_id)
         if value is None:
             return error(self, 404, f"unknown dpu {dpu_id!r}")
-        state = DpuState.from_value(dpu_id, value)
-        current = state.placements.current
-        return self.json({
-            "dpu_id": dpu_id, "ins": state.ins, "outs": state.outs, "net": state.net,
-            "last_event_at": iso(state.last_event_at),
-            "placement": None if current is None else current.to_json(),
-        })
+        answer = health.sensor(dpu_id, value, now_us(), cfg.silent_after_s)
+        rejects = await reject_counts([dpu_id])
+        answer["rejects"] = None if rejects is None else rejects.get(dpu_id, 0)
+        return self.json(answer)
