@@ -59,7 +59,9 @@ dead_letter = app.topic(DEAD_LETTER_TOPIC, **_RAW)
 events_out = app.topic(EVENTS_TOPIC, **_RAW)
 """The events topic as a destination (``POST /events``)."""
 resets_out = app.topic(RESETS_TOPIC, **_RAW)
-"""The resets topic as a destination (daily resets as they fall due)."""
+"""The resets topic as a destination (daily resets as they fall due, ``POST .../resets``)."""
+placements_out = app.topic(PLACEMENTS_TOPIC, **_RAW)
+"""The placements topic as a destination (``POST /placements``)."""
 telemetry = app.topic(OUTPUT_TOPICS[counting.TELEMETRY], **_RAW)
 space_counts = app.topic(OUTPUT_TOPICS[counting.COUNTS], **_RAW)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import psycopg
 from faust.web import Request, Response, View
 
@@ -39,6 +42,9 @@ class SeriesView(View):
         q = request.query
         try:
             ident(space_id, "space_id")
+            fmt = q.get("format", "json")
+            if fmt not in ("json", "csv"):
+                raise BadParameter(f"unknown format {fmt[:16]!r}: use json or csv")
             query = history.SeriesQuery(instant(q.get("start"), "start"),
                                         instant(q.get("end"), "end"),
                                         q.get("bucket", "1h"), history.parse_tz(q.get("tz")))
@@ -55,4 +61,24 @@ class SeriesView(View):
             return error(self, 400, str(exc))
         except psycopg.Error:
             return error(self, 503, "the history database is not reachable")
+        if fmt == "csv":
+            return self.text(series_csv(points), content_type="text/csv", headers={
+                "Content-Disposition": f'attachment; filename="{_file_name(space_id)}.csv"'})
         return self.json({"space_id": space_id, "bucket": query.bucket, "series": points})
+
+
+SERIES_COLUMNS = ("start", "entries", "exits", "count", "min", "max")
+
+
+def series_csv(points: list[dict]) -> str:
+    """A series as CSV, one line per bucket, the JSON answer's fields as columns."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(SERIES_COLUMNS)
+    writer.writerows([p[c] for c in SERIES_COLUMNS] for p in points)
+    return out.getvalue()
+
+
+def _file_name(space_id: str) -> str:
+    """A download name from a space id: letters, digits, ``-`` and ``_`` only."""
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in space_id)[:64] or "space"

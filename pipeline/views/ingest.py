@@ -16,12 +16,13 @@ from typing import Any, Awaitable, Callable, Sequence
 import orjson
 from faust.web import Request, Response, View
 
-from agents.counting import events_out
+from agents.counting import events_out, placements_out, resets_out
 from pipeline.app import app, cfg
 from pipeline.metrics import metrics
-from pipeline.models import DpuEvent, Invalid, event_from_obj
+from pipeline.models import DailyReset, DpuEvent, Invalid, Placement, Reset, event_from_obj, \
+    placement_from_obj, reset_from_obj
 from pipeline.timeutil import now_us
-from pipeline.views.common import error
+from pipeline.views.common import BadParameter, error, ident
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +65,22 @@ def parse_body(body: bytes) -> list[Any]:
 
 @dataclass
 class Validated:
-    """The items of one request, sorted into events to publish and refusals."""
+    """The items of one request, sorted into records to publish and refusals."""
 
-    good: list[tuple[int, DpuEvent]] = field(default_factory=list)
-    """(index in the request, event) of each valid item, in request order."""
+    good: list[tuple[int, Any]] = field(default_factory=list)
+    """(index in the request, parsed record) of each valid item, in request order."""
     bad: list[dict[str, Any]] = field(default_factory=list)
     """``{"index", "reason"}`` of each invalid item."""
 
 
-def validate(items: list[Any], now: int | None = None,
-             max_future_s: float | None = None) -> Validated:
-    """Each item checked as the workers check a record of the events topic."""
+Parse = Callable[[dict[str, Any], int, float], Any]
+"""Builds a record from a JSON object as the workers check the topic's records (``*_from_obj``),
+or raises :class:`Invalid`."""
+
+
+def validate(items: list[Any], now: int | None = None, max_future_s: float | None = None,
+             parse: Parse = event_from_obj) -> Validated:
+    """Each item checked as the workers check a record of its topic (events by default)."""
     now = now_us() if now is None else now
     max_future_s = cfg.max_future_s if max_future_s is None else max_future_s
     out = Validated()
@@ -84,15 +90,17 @@ def validate(items: list[Any], now: int | None = None,
                 raise item
             if not isinstance(item, dict):
                 raise Invalid("expected a JSON object")
-            out.good.append((i, event_from_obj(item, now, max_future_s)))
+            out.good.append((i, parse(item, now, max_future_s)))
         except Invalid as exc:
             out.bad.append({"index": i, "reason": str(exc)})
     return out
 
 
-def record(event: DpuEvent) -> tuple[bytes, bytes]:
-    """(key, value) of an event on the events topic: keyed by ``dpu_id``, as every producer."""
-    return event.dpu_id.encode(), orjson.dumps(event.to_json())
+def record(parsed: DpuEvent | Placement | Reset | DailyReset) -> tuple[bytes, bytes]:
+    """(key, value) of a record on its topic: keyed by ``dpu_id`` or ``space_id``, as every
+    producer keys them."""
+    key = parsed.space_id if isinstance(parsed, (Reset, DailyReset)) else parsed.dpu_id
+    return key.encode(), orjson.dumps(parsed.to_json())
 
 
 async def deliver(records: Sequence[tuple[bytes, bytes]], send: Send,
@@ -129,33 +137,41 @@ async def deliver(records: Sequence[tuple[bytes, bytes]], send: Send,
 
 
 async def ingest(items: list[Any], send: Send, *, now: int | None = None,
-                 timeout_s: float = ACK_TIMEOUT_S) -> tuple[int, dict[str, Any]]:
-    """(status, body) of ``POST /events`` for the request's ``items``.
+                 timeout_s: float = ACK_TIMEOUT_S, parse: Parse = event_from_obj,
+                 what: str = "events") -> tuple[int, dict[str, Any]]:
+    """(status, body) of ``POST /events`` (or of another topic's POST, by ``parse``) for the
+    request's ``items``.
 
     202 ``{"accepted", "rejected"}`` once every valid item is acknowledged; else 503 with the
     indexes of the valid items not acknowledged, which a client sends again (with an
     ``event_id`` a resent event counts once, should the first copy arrive after all).
     """
-    checked = validate(items, now)
+    checked = validate(items, now, parse=parse)
     unacked = await deliver([record(e) for _, e in checked.good], send, timeout_s)
     accepted = len(checked.good) - len(unacked)
-    metrics.inc("http_events_accepted", accepted)
-    metrics.inc("http_events_rejected", len(checked.bad))
+    metrics.inc(f"http_{what}_accepted", accepted)
+    metrics.inc(f"http_{what}_rejected", len(checked.bad))
     body: dict[str, Any] = {"accepted": accepted, "rejected": checked.bad}
     if not unacked:
         return 202, body
-    metrics.inc("http_events_unacknowledged", len(unacked))
+    metrics.inc(f"http_{what}_unacknowledged", len(unacked))
     body["unacknowledged"] = [checked.good[j][0] for j in unacked]
     body["error"] = (f"Kafka did not acknowledge {len(unacked)} of {len(checked.good)} valid "
                      f"event(s) within {timeout_s:g} s; send the unacknowledged ones again")
     return 503, body
 
 
-async def faust_send(key: bytes, value: bytes) -> Awaitable[Any]:
-    """The worker's producer: ``Topic.send`` returns the delivery future without awaiting it."""
-    # force: never attach to a current event (none in a web request, but attached sends would
-    # only go out with that event's acknowledgement).
-    return await events_out.send(key=key, value=value, force=True)
+def sender(topic) -> Send:
+    """The worker's producer for ``topic``: ``Topic.send`` returns the delivery future without
+    awaiting it."""
+    async def send(key: bytes, value: bytes) -> Awaitable[Any]:
+        # force: never attach to a current event (none in a web request, but attached sends
+        # would only go out with that event's acknowledgement).
+        return await topic.send(key=key, value=value, force=True)
+    return send
+
+
+faust_send = sender(events_out)
 
 
 async def posted_items(view: View, request: Request) -> tuple[list[Any], Response | None]:
@@ -178,4 +194,42 @@ class EventsView(View):
         if refusal is not None:
             return refusal
         status, body = await ingest(items, faust_send)
+        return self.json(body, status=status)
+
+
+@app.page("/placements")
+class PlacementsView(View):
+    """Placements (a DPU hung over a doorway from an instant on), as the placements topic takes
+    them: a JSON object, array or NDJSON."""
+
+    async def post(self, request: Request) -> Response:
+        items, refusal = await posted_items(self, request)
+        if refusal is not None:
+            return refusal
+        status, body = await ingest(items, sender(placements_out), parse=placement_from_obj,
+                                    what="placements")
+        return self.json(body, status=status)
+
+
+@app.page("/spaces/{space_id}/resets")
+class ResetsView(View):
+    """Resets of one space as the resets topic takes them, the space named by the path:
+    ``{"at", "count"}``, or ``{"daily_reset": {"time", "tz", "count", "since"}}`` (``null``
+    turns it off)."""
+
+    async def post(self, request: Request, space_id: str) -> Response:
+        items, refusal = await posted_items(self, request)
+        if refusal is not None:
+            return refusal
+        try:
+            ident(space_id, "space_id")
+        except BadParameter as exc:
+            return error(self, 400, str(exc))
+        for i, item in enumerate(items):
+            if isinstance(item, dict):
+                if item.setdefault("space_id", space_id) != space_id:
+                    items[i] = Invalid(f"space_id {str(item['space_id'])[:64]!r} is not the "
+                                       f"path's {space_id!r}")
+        status, body = await ingest(items, sender(resets_out), parse=reset_from_obj,
+                                    what="resets")
         return self.json(body, status=status)
