@@ -11,6 +11,7 @@ from faust.web import Request, Response, View
 
 from pipeline.app import app
 from pipeline.views.common import BadParameter, error, ident, instant
+from pipeline.views.dashboard import dashboard
 from pipeline.views.history import count_or_none
 from pipeline.views.ingest import deliver, faust_send, posted_items, record, validate
 from pipeline.views.realtime import realtime_count
@@ -26,7 +27,13 @@ def _space(request: Request) -> str:
 
 @app.page("/")
 class RealtimeCompat(View):
+    """``/`` without parameters is the dashboard; with ``?space=`` the prototype's count."""
+
+    serves_dashboard = True
+
     async def get(self, request: Request) -> Response:
+        if self.serves_dashboard and not request.query:
+            return dashboard(self)
         try:
             _space(request)
         except BadParameter as exc:
@@ -52,7 +59,9 @@ class RealtimeCompat(View):
 
 @app.page("/count")
 class CountCompat(RealtimeCompat):
-    """``/count`` answers exactly as ``/`` does."""
+    """``/count`` answers exactly as ``/?space=`` does."""
+
+    serves_dashboard = False
 
 
 @app.page("/send")
