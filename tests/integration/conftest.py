@@ -47,7 +47,15 @@ CAMPAIGN: dict = {"seeds": [], "faults": Counter(), "events": 0, "as_of": 0, "ho
 """What the fault campaign's passing seeds did (``test_campaign.py``), printed after the run."""
 
 
+ARTIFACTS_WRITTEN: list[str] = []
+"""Files tests leave for people to look at (the dashboard's screenshot), printed after the run."""
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
+    if ARTIFACTS_WRITTEN:
+        terminalreporter.section("artifacts")
+        for line in ARTIFACTS_WRITTEN:
+            terminalreporter.write_line(line)
     if FAULT_TABLE:
         cols = ("scenario", "faults", "events", "in_flight", "lost", "doubled", "all_equal")
         terminalreporter.section("fault table")

@@ -17,7 +17,7 @@ from pipeline.models import DpuEvent, Placement, Reset, SpaceSign
 from pipeline.timeutil import DAY_US, US, day_of, iso, now_us, parse_ts
 from tables.daily import DailySchedule
 from tests.integration.browser import Browser
-from tests.integration.conftest import poll
+from tests.integration.conftest import ARTIFACTS_WRITTEN, poll
 from tests.integration.test_end_to_end import FLOORPLAN, START
 
 T0 = parse_ts("2018-02-24T09:00:00Z")
@@ -251,4 +251,5 @@ def test_dashboard_in_headless_chromium_shows_the_api_numbers_and_updates_live(
 
     path = asyncio.run(check())
     assert path.stat().st_size > 10_000
-    print(f"\ndashboard screenshot: {path}")
+    ARTIFACTS_WRITTEN.append(f"dashboard screenshot: {path} (spaces A and B live, the daily "
+                             "series of A over the sample week, sensor health of DPUs 283, 423)")
