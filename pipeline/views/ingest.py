@@ -139,12 +139,12 @@ async def ingest(items: list[Any], send: Send, *, now: int | None = None,
     checked = validate(items, now)
     unacked = await deliver([record(e) for _, e in checked.good], send, timeout_s)
     accepted = len(checked.good) - len(unacked)
-    metrics.inc("http_events_accepted", accepted)
-    metrics.inc("http_events_rejected", len(checked.bad))
+    metrics.http_events_accepted.inc(accepted)
+    metrics.http_events_rejected.inc(len(checked.bad))
     body: dict[str, Any] = {"accepted": accepted, "rejected": checked.bad}
     if not unacked:
         return 202, body
-    metrics.inc("http_events_unacknowledged", len(unacked))
+    metrics.http_events_unacknowledged.inc(len(unacked))
     body["unacknowledged"] = [checked.good[j][0] for j in unacked]
     body["error"] = (f"Kafka did not acknowledge {len(unacked)} of {len(checked.good)} valid "
                      f"event(s) within {timeout_s:g} s; send the unacknowledged ones again")
