@@ -44,7 +44,7 @@ class _AckGate:
     async def __call__(self, event: EventT) -> bool:
         if self.batch is not None and self.batch.done:
             return await self.ack(event)
-        metrics.inc("records_left_unacknowledged")
+        metrics.records_left_unacknowledged.inc()
         return False
 
 

@@ -111,5 +111,5 @@ async def commit_watchdog() -> None:
             continue
         log.warning("commits of %s stalled at %d (%s): reading it again from there",
                     tp, start, why[tp])
-        metrics.inc("commit_stalls")
+        metrics.commit_stalls.inc()
         await consumer.seek(tp, start)

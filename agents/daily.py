@@ -32,4 +32,4 @@ async def publish_daily_resets() -> None:
             await resets_out.send(key=space_id.encode(), value=orjson.dumps(
                 {"space_id": space_id, "at": iso(at), "count": schedule.count, "daily": True}))
             _published[space_id] = at
-            metrics.inc("daily_resets_published")
+            metrics.daily_resets_published.inc()

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from pipeline import health
 from pipeline.app import app, cfg, timer
+from pipeline.metrics import metrics
 from pipeline.timeutil import iso, now_us
 from tables.faust_tables import dpus
 
@@ -89,6 +90,7 @@ async def scan_dpu_health() -> None:
         watch.generation = app.consumer_generation_id
     values = ((key.decode(), raw) for key, raw in dpus.items())
     changes = await watch.scan(values, now_us())
+    metrics.set_sensor_statuses(watch.counts)
     if not changes:
         return
     try:

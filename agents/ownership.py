@@ -86,9 +86,9 @@ class Ownership:
                 return True
             self.exit_if_left_out()
             if not waited:
-                metrics.inc("writes_waited_for_heartbeat")
+                metrics.writes_waited_for_heartbeat.inc()
                 waited = True
             await asyncio.sleep(0.05)
         self.exit_if_left_out()
-        metrics.inc("batches_given_up_after_rebalance")
+        metrics.batches_given_up_after_rebalance.inc()
         return False

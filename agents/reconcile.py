@@ -22,7 +22,7 @@ async def reconcile_space_counts() -> None:
                 cfg.database_url, connect_timeout=5, application_name="dpu-reconcile",
                 autocommit=True)]
         while await reconcile_round(_connection[0]):
-            metrics.inc("reconcile_rounds")
+            metrics.reconcile_rounds.inc()
     except psycopg.Error as exc:  # the database is down: try again next tick
         log.warning("reconciliation skipped: %s", (str(exc).strip().splitlines() or [""])[0])
         if _connection:

@@ -104,7 +104,7 @@ class Subscription:
                 kept.append(message)
             else:
                 unacked.discard(message)
-                metrics.inc("stale_records_dropped")
+                metrics.stale_records_dropped.inc()
         return kept
 
 

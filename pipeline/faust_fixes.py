@@ -95,7 +95,7 @@ def keep_newer_committed_offsets() -> None:
         # included (seen in the fault campaign: a DPU's first 88 events never counted). Such
         # a partition starts at its first offset, as reading from the start means.
         if unknown:
-            metrics.inc("partitions_read_from_the_start", len(unknown))
+            metrics.partitions_read_from_the_start.inc(len(unknown))
             for tp, first in (await self.earliest_offsets(*unknown)).items():
                 self._committed_offset[tp] = first
                 await self.seek(tp, first)
@@ -118,7 +118,7 @@ def forget_acks_before_seek(consumer: Consumer) -> None:
         acked = consumer._acked.pop(tp, None)
         consumer._acked_index.pop(tp, None)
         if acked:
-            metrics.inc("acks_forgotten_at_seek", len(acked))
+            metrics.acks_forgotten_at_seek.inc(len(acked))
             log.warning("forgot %d acknowledgements of %s (%d..%d) before reading it again from "
                         "%s", len(acked), tp, min(acked), max(acked),
                         consumer._committed_offset.get(tp))
@@ -170,7 +170,7 @@ def no_gaps_from_fetch_jumps() -> None:
     async def _add_gap(self: Consumer, tp, offset_from: int, offset_to: int) -> None:
         # Faust's range ends with the record that arrived after the jump: it is no gap.
         if offset_from < offset_to:
-            metrics.inc("fetch_jumps")
+            metrics.fetch_jumps.inc()
             suspected_gaps(self).setdefault(tp, []).append((offset_from, offset_to))
 
     _add_gap.verified_only = True  # type: ignore[attr-defined]
@@ -227,7 +227,7 @@ def flush_until_sent() -> None:
     async def flush(self: ProducerBuffer) -> None:
         await self.flush_atmost(None)
         while self.size or self.__dict__.get("dpu_in_transit"):
-            metrics.inc("producer_flush_stalls")
+            metrics.producer_flush_stalls.inc()
             if self.size:
                 await self.flush_atmost(None)
                 continue
@@ -267,7 +267,7 @@ def ignore_acks_from_earlier_generations() -> None:
             if not message.acked:
                 message.acked = True
                 self._unacked_messages.discard(message)
-                metrics.inc("stale_acks")
+                metrics.stale_acks.inc()
                 log.warning("dropped the ack of %s offset %d, read in generation %s (now %s; "
                             "committed %s): it is read again", message.tp, message.offset,
                             generation, self.app.consumer_generation_id,

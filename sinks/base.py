@@ -171,7 +171,7 @@ class BatchingSink(ABC, Generic[Row]):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue
-            metrics.observe_ms("sink_write", (time.perf_counter() - started) * 1000)
+            metrics.sink_write_seconds.labels(self.name).observe(time.perf_counter() - started)
             self.stats.last_error = None
             return
 
@@ -180,7 +180,6 @@ class BatchingSink(ABC, Generic[Row]):
         for item, reason in refused:
             self.stats.rejected += 1
             self.stats.last_rejected = reason
-            metrics.inc("sink_rejects")
             src = resolved(item.source)
             log.warning("%s: refused %s: %s", self.name,
                         f"{src.topic}[{src.partition}]@{src.offset}" if src else "a record",

@@ -62,7 +62,7 @@ class Epochs:
             slot = (event.message.topic, event.message.partition)
             epoch = stamp(event)
             if epoch < self.seen.get(slot, 0):
-                metrics.inc("stale_changelog_records_skipped")
+                metrics.stale_changelog_records_skipped.inc()
                 continue
             self.seen[slot] = epoch
             kept.append(event)

@@ -149,12 +149,12 @@ async def ingest(items: list[Any], send: Send, *, now: int | None = None,
     checked = validate(items, now, parse=parse)
     unacked = await deliver([record(e) for _, e in checked.good], send, timeout_s)
     accepted = len(checked.good) - len(unacked)
-    metrics.inc(f"http_{what}_accepted", accepted)
-    metrics.inc(f"http_{what}_rejected", len(checked.bad))
+    metrics.http_accepted.labels(what).inc(accepted)
+    metrics.http_rejected.labels(what).inc(len(checked.bad))
     body: dict[str, Any] = {"accepted": accepted, "rejected": checked.bad}
     if not unacked:
         return 202, body
-    metrics.inc(f"http_{what}_unacknowledged", len(unacked))
+    metrics.http_unacknowledged.labels(what).inc(len(unacked))
     body["unacknowledged"] = [checked.good[j][0] for j in unacked]
     body["error"] = (f"Kafka did not acknowledge {len(unacked)} of {len(checked.good)} valid "
                      f"event(s) within {timeout_s:g} s; send the unacknowledged ones again")

@@ -217,11 +217,15 @@ def counters(worker: WorkerProcess) -> dict[str, float]:
             text = resp.read().decode()
     except OSError:
         return {}
+    from prometheus_client.parser import text_string_to_metric_families
+
     out = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name.endswith("_total") and value and float(value):
-            out[name.removeprefix("dpu_").removesuffix("_total")] = float(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if family.type == "counter" and sample.value:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                out[family.name.removeprefix("dpu_") + (f"{{{labels}}}" if labels else "")] = \
+                    sample.value
     return out
 
 
