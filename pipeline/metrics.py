@@ -78,6 +78,9 @@ class Metrics:
             "dpu_http_records_unacknowledged_total",
             "Valid records of those routes that Kafka did not acknowledge in time (answered "
             "503, to be sent again), per kind.", ["kind"], registry=r)
+        for kind in ("events", "placements", "resets"):  # shown at 0 before the first request
+            for counter in (self.http_accepted, self.http_rejected, self.http_unacknowledged):
+                counter.labels(kind)
 
         # Sinks (sinks/base.py); their batches, rows, failures and backlog are read from the
         # sinks at scrape time (WorkerState).
