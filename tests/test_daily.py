@@ -55,3 +55,22 @@ def test_a_daily_reset_given_since_applies_from_then_and_else_from_when_it_was_r
         due = [iso(t) for t in schedule.due(now)]
         assert (due[0] if due else None) == first_due
         assert len(due) == (10 if first_due else 0)
+
+
+def test_dpu_spaces_daily_reset_since_publishes_the_setting_with_its_since(monkeypatch):
+    from click.testing import CliRunner
+
+    import pipeline.cli as cli
+    from pipeline.models import DailyReset
+
+    sent = []
+    monkeypatch.setattr(cli, "_publish", lambda settings, records, what: sent.extend(records))
+    args = ["spaces", "daily-reset", "A", "--time", "04:00", "--tz", "Europe/Paris"]
+    result = CliRunner().invoke(cli.main, [*args, "--since", "2026-11-01T00:00:00Z"])
+    assert result.exit_code == 0, result.output
+    assert sent == [DailyReset("A", "04:00", "Europe/Paris", 0, parse_ts("2026-11-01T00:00:00Z"))]
+    result = CliRunner().invoke(cli.main, ["spaces", "daily-reset", "A", "--off", "--since",
+                                           "2026-11-01T00:00:00Z"])
+    assert result.exit_code != 0 and "--since goes with --time" in result.output
+    result = CliRunner().invoke(cli.main, [*args, "--since", "last month"])
+    assert result.exit_code == 1 and "daily_reset.since" in result.output
