@@ -359,14 +359,21 @@ def dev_up(ctx) -> None:
 
 
 @dev.command("down")
+@click.option("--remove-data", is_flag=True,
+              help="Also delete the services' data (topics, databases), e.g. before deleting "
+                   "a clone: PostgreSQL's may live outside it.")
 @click.pass_context
 @friendly
-def dev_down(ctx) -> None:
+def dev_down(ctx, remove_data) -> None:
     """Stop the services that `dpu dev up` started."""
     from pipeline.dev.services import all_services
 
     for service in reversed(all_services(_settings(ctx))):
         click.echo(f"{service.name}: {'stopped' if service.stop() else 'was not running'}")
+        if remove_data:
+            if service.running():
+                raise click.ClickException(f"{service.name} still runs: its data is kept")
+            service.remove_data()
 
 
 @dev.command("status")
