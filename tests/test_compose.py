@@ -91,7 +91,8 @@ def test_workers_scale_without_port_conflicts():
 def test_each_replica_advertises_its_own_host_and_keeps_its_own_state():
     assert "DPU_WEB_HOST" not in WORKER["environment"]
     assert "DPU_STATE_DIR" not in WORKER["environment"]
-    first, second = worker_start_environment("0a1b2c3d4e5f"), worker_start_environment("9f8e7d6c5b4a")
+    first = worker_start_environment("0a1b2c3d4e5f")
+    second = worker_start_environment("9f8e7d6c5b4a")
     assert first["DPU_WEB_HOST"] == "0a1b2c3d4e5f" and second["DPU_WEB_HOST"] == "9f8e7d6c5b4a"
     assert first["DPU_STATE_DIR"] != second["DPU_STATE_DIR"]
     # Routing between workers needs them reachable on every interface, not loopback.

@@ -2,8 +2,9 @@
 
 Each service lives under ``<state_dir>/services/<name>`` with its data, log and pid file, so ``down``
 stops exactly what ``up`` started and nothing else on the machine (PostgreSQL, run for root by the
-``postgres`` user, keeps its cluster where that user can reach it: see :class:`Postgres`). Ports come from the configured
-URLs, so ``DPU_KAFKA_URL=kafka://127.0.0.1:9192 dpu dev up`` runs a second set beside the first.
+``postgres`` user, keeps its cluster where that user can reach it: see :class:`Postgres`). Ports
+come from the configured URLs, so ``DPU_KAFKA_URL=kafka://127.0.0.1:9192 dpu dev up`` runs a
+second set beside the first.
 """
 
 from __future__ import annotations

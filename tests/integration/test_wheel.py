@@ -72,7 +72,7 @@ def test_the_wheel_is_what_the_venv_imports(installed: Path):
                  "print(s.schema_dir()); print(s.demo_dir())"], **outside_checkout(installed))
     module, schema, demo = where.stdout.split()
     site = str(installed.parent / "lib")
-    assert module.startswith(site) and schema.startswith(site) and demo.startswith(site), where.stdout
+    assert all(path.startswith(site) for path in (module, schema, demo)), where.stdout
     assert sorted(p.name for p in Path(schema).glob("*.sql")) == [p.name for p in MIGRATION_FILES]
     assert sorted(p.name for p in Path(demo).iterdir()) == sorted(
         p.name for p in (REPO / "demo").iterdir())
