@@ -16,7 +16,10 @@ from pipeline.settings import Settings
 
 def field_docstrings() -> dict[str, str]:
     """Each field of ``Settings`` and the docstring below it, on one line."""
-    body = ast.parse(inspect.getsource(Settings)).body[0].body
+    try:
+        body = ast.parse(inspect.getsource(Settings)).body[0].body
+    except OSError:  # installed without its sources: the names and defaults still show
+        return {}
     docs = {}
     for field, doc in zip(body, body[1:]):
         if (isinstance(field, ast.AnnAssign) and isinstance(doc, ast.Expr)
