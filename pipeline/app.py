@@ -1,4 +1,5 @@
-"""The Faust application, configured from the one settings object. Agents attach themselves."""
+"""The Faust application, configured from the one settings object. Agents attach themselves
+(``pipeline.topology`` imports them all)."""
 
 import asyncio
 import functools
@@ -58,6 +59,10 @@ app = faust.App(
     stream_wait_empty=False,
 )
 
+TIMERS: list[tuple[str, float]] = []
+"""(name, interval in seconds) of every timer made by ``timer``, as they are defined (for
+``faust -A pipeline.topology topology``)."""
+
 
 def timer(interval: float, name: str):
     """``app.timer``, its failures logged rather than fatal.
@@ -75,5 +80,6 @@ def timer(interval: float, name: str):
                 raise
             except Exception:
                 log.exception("timer %s failed; it runs again in %g s", name, interval)
+        TIMERS.append((name, interval))
         return app.timer(interval=interval, name=name)(guarded)
     return register

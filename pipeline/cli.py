@@ -47,11 +47,50 @@ def _settings(ctx: click.Context) -> Settings:
     return ctx.obj
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--kafka-url", envvar="DPU_KAFKA_URL", help="Broker, kafka://host:port.")
-@click.option("--database-url", envvar="DPU_DATABASE_URL", help="PostgreSQL URL.")
-@click.option("--redis-url", envvar="DPU_REDIS_URL", help="Redis URL.")
-@click.option("--topic-prefix", envvar="DPU_TOPIC_PREFIX", help="Prefix of every topic.")
+ENVIRONMENT_POINTER = ("Configured by the environment: every DPU_* variable is listed by "
+                       "`dpu --help`; the options --kafka-url, --database-url, --redis-url and "
+                       "--topic-prefix go before the command.")
+
+
+class DocumentedCommand(click.Command):
+    """A subcommand whose help ends by saying where its configuration comes from."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        formatter.write_paragraph()
+        formatter.write_text(ENVIRONMENT_POINTER)
+
+
+class DocumentedGroup(click.Group):
+    """``dpu`` and its groups: the top-level help lists every environment variable the
+    settings read (most have no option); the groups' and commands' help points to it."""
+
+    command_class = DocumentedCommand
+    group_class = type  # subgroups are DocumentedGroups too
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        if ctx.parent is not None:
+            formatter.write_paragraph()
+            formatter.write_text(ENVIRONMENT_POINTER)
+            return
+        from pipeline.environment import environment_variables
+
+        with formatter.section("Environment (read once at start; an option overrides its "
+                               "variable)"):
+            formatter.write_dl(environment_variables())
+
+
+@click.group(cls=DocumentedGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dpu-pipeline", prog_name="dpu",
+                      message="%(prog)s %(version)s")
+@click.option("--kafka-url", envvar="DPU_KAFKA_URL", show_envvar=True,
+              help="Broker, kafka://host:port.")
+@click.option("--database-url", envvar="DPU_DATABASE_URL", show_envvar=True,
+              help="PostgreSQL URL.")
+@click.option("--redis-url", envvar="DPU_REDIS_URL", show_envvar=True, help="Redis URL.")
+@click.option("--topic-prefix", envvar="DPU_TOPIC_PREFIX", show_envvar=True,
+              help="Prefix of every topic.")
 @click.pass_context
 @friendly
 def main(ctx: click.Context, kafka_url, database_url, redis_url, topic_prefix) -> None:
@@ -67,20 +106,26 @@ def main(ctx: click.Context, kafka_url, database_url, redis_url, topic_prefix) -
 
 
 @main.command()
-@click.option("--web-port", type=int, help="Port of the HTTP view (DPU_WEB_PORT).")
-@click.option("--web-bind", help="Interface of the HTTP view (DPU_WEB_BIND).")
+@click.option("--web-port", type=int, envvar="DPU_WEB_PORT", show_envvar=True,
+              help="Port of the HTTP view.")
+@click.option("--web-bind", envvar="DPU_WEB_BIND", show_envvar=True,
+              help="Interface of the HTTP view; given here, also the host other workers reach "
+                   "it at.")
 @click.option("--loglevel", default="info", show_default=True)
 @click.pass_context
 @friendly
 def worker(ctx, web_port, web_bind, loglevel) -> None:
     """Run a Faust worker: counting agents, sinks and the HTTP view."""
+    from click.core import ParameterSource
+
     from pipeline.worker import run_worker
 
     logging.getLogger("aiokafka").setLevel(logging.NOTSET)
     s = _settings(ctx)
     if web_port:
         s = s.with_(web_port=web_port)
-    if web_bind:
+    # From the environment the settings have these already, DPU_WEB_HOST included.
+    if web_bind and ctx.get_parameter_source("web_bind") is ParameterSource.COMMANDLINE:
         s = s.with_(web_bind=web_bind, web_host=web_bind)
     run_worker(s, loglevel)
 
@@ -364,14 +409,21 @@ def dev_up(ctx) -> None:
 
 
 @dev.command("down")
+@click.option("--remove-data", is_flag=True,
+              help="Also delete the services' data (topics, databases), e.g. before deleting "
+                   "a clone: PostgreSQL's may live outside it.")
 @click.pass_context
 @friendly
-def dev_down(ctx) -> None:
+def dev_down(ctx, remove_data) -> None:
     """Stop the services that `dpu dev up` started."""
     from pipeline.dev.services import all_services
 
     for service in reversed(all_services(_settings(ctx))):
         click.echo(f"{service.name}: {'stopped' if service.stop() else 'was not running'}")
+        if remove_data:
+            if service.running():
+                raise click.ClickException(f"{service.name} still runs: its data is kept")
+            service.remove_data()
 
 
 @dev.command("status")

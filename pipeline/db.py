@@ -8,7 +8,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+from pipeline.shipped import schema_dir
+
+SCHEMA_DIR = schema_dir()
 MIGRATION_LOCK = 0x64707531  # "dpu1": one migrating process at a time
 
 

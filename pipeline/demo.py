@@ -19,8 +19,9 @@ from pipeline.files import read_events, read_placements, read_resets
 from pipeline.producer import publish
 from pipeline.progress import wait_caught_up
 from pipeline.settings import Settings
+from pipeline.shipped import demo_dir
 
-DEMO_DATA = Path(__file__).resolve().parent.parent / "demo"
+DEMO_DATA = demo_dir()
 
 
 def fresh_database(url: str, name: str) -> str:

@@ -57,7 +57,7 @@ class Settings:
     web_bind: str = "127.0.0.1"
     """Interface of the HTTP view; loopback unless told otherwise."""
     web_host: str = "127.0.0.1"
-    """Host name other workers use to reach this worker's HTTP view."""
+    """Host name other workers use to reach this worker's HTTP view (DPU_WEB_BIND when unset)."""
     state_dir: Path = Path(".dpu")
     """Local state: table stores, dev services' data, the Kafka jars."""
     ingest_token: str = ""

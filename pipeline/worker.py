@@ -131,20 +131,11 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     # uvloop runs the event loops (the worker's and its Kafka consumer thread's): 1.4 times the
     # records per second of asyncio's own loop for an agent that does nothing.
     mode.loop.use("uvloop")
-    # Import order matters: the settings above configure the app these modules attach to.
+    # Import order matters: the settings above configure the app the topology attaches to.
     from faust import Worker
 
-    import agents.commit_watchdog  # noqa: F401
-    import agents.counting  # noqa: F401
-    import agents.daily  # noqa: F401
-    import agents.health  # noqa: F401
-    import agents.mirror  # noqa: F401
-    import agents.reconcile  # noqa: F401
     import agents.schema
-    import agents.sinks  # noqa: F401
-    import pipeline.views  # noqa: F401
-    from pipeline.app import app
-    from tables.faust_tables import TABLES
+    from pipeline.topology import TABLES, app
 
     agents.schema.schema.migrated = migrated
     ahead = until_broker(lambda: stores_ahead_of_changelogs(settings, TABLES))

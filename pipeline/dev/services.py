@@ -1,14 +1,17 @@
 """``dpu dev up | down | status``: the three services as plain local processes.
 
 Each service lives under ``<state_dir>/services/<name>`` with its data, log and pid file, so ``down``
-stops exactly what ``up`` started and nothing else on the machine. Ports come from the configured
-URLs, so ``DPU_KAFKA_URL=kafka://127.0.0.1:9192 dpu dev up`` runs a second set beside the first.
+stops exactly what ``up`` started and nothing else on the machine (PostgreSQL, run for root by the
+``postgres`` user, keeps its cluster where that user can reach it: see :class:`Postgres`). Ports
+come from the configured URLs, so ``DPU_KAFKA_URL=kafka://127.0.0.1:9192 dpu dev up`` runs a
+second set beside the first.
 """
 
 from __future__ import annotations
 
 import base64
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -100,6 +103,10 @@ class Service:
         if port_open(self.endpoint):
             return f"{self.name}: port {self.endpoint.port} answers but was not started by dpu dev up"
         return f"{self.name}: stopped"
+
+    def remove_data(self) -> None:
+        """Delete what the stopped service kept (``dpu dev down --remove-data``)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def _terminate(self, timeout: float = 30) -> bool:
         pid = _pid_alive(self.pid_file)
@@ -270,20 +277,43 @@ class Kafka(Service):
 
 
 class Postgres(Service):
-    """PostgreSQL from Debian's packages, with its own cluster under the state directory."""
+    """PostgreSQL from Debian's packages, with a cluster of its own per state directory.
+
+    Run as root, PostgreSQL runs as the ``postgres`` user, who may not reach the state directory
+    (a clone in root's home, mode 0700, or in a ``mktemp -d`` folder): the cluster then lives in
+    that user's home, ``~postgres/dpu-dev/<key>``, the key derived from the state directory so
+    that clones do not share one, and ``up``, ``down`` and ``status`` all find it from there.
+    """
 
     name = "postgres"
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
         self.endpoint = _endpoint(settings.database_url, 5432)
-        self.data = self.dir / "data"
+        self.cluster = self._cluster_dir()
+        """The cluster's data directory, log and socket."""
+        self.data = self.cluster / "data"
         self.pid_file = self.data / "postmaster.pid"
+        self.log = self.cluster / "postgres.log"
         parts = urlsplit(settings.database_url)
         self.user = parts.username or "postgres"
 
+    def _cluster_dir(self) -> Path:
+        if os.geteuid() != 0 or (self.dir / "data" / "PG_VERSION").exists():
+            return self.dir  # our own user runs it, or a cluster made here by an earlier version
+        try:
+            home = Path(pwd.getpwnam("postgres").pw_dir)
+        except KeyError:
+            return self.dir  # start() says to run scripts/setup
+        key = hashlib.sha256(str(self.dir).encode()).hexdigest()[:16]
+        return home / "dpu-dev" / key
+
     def url(self) -> str:
         return self.settings.database_url
+
+    def status(self) -> str:
+        line = super().status()
+        return f"{line} (data: {self.data})" if line.endswith(self.url()) else line
 
     @staticmethod
     def bindir() -> Path:
@@ -304,11 +334,23 @@ class Postgres(Service):
             raise ServiceError("no 'postgres' system user: run scripts/setup") from None
         return ["runuser", "-u", "postgres", "--"] + argv
 
+    def _run(self, argv: list[str]) -> subprocess.CompletedProcess:
+        # From the cluster's folder: the caller's working directory may be closed to postgres.
+        return subprocess.run(self._as_owner(argv), capture_output=True, text=True,
+                              cwd=self.cluster)
+
     def _chown(self, path: Path) -> None:
         if os.geteuid() == 0:
             rec = pwd.getpwnam("postgres")
             for p in [path, *path.rglob("*")]:
                 os.chown(p, rec.pw_uid, rec.pw_gid)
+
+    def server_options(self) -> str:
+        """``postgres`` options: the port and address of ``DPU_DATABASE_URL``, settings for
+        tests (no fsync: the dev cluster holds nothing that a rerun cannot rebuild)."""
+        return (f"-p {self.endpoint.port} -c listen_addresses={self.endpoint.host} "
+                f"-k {self.cluster} -c fsync=off -c synchronous_commit=off "
+                "-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB")
 
     def start(self) -> None:
         if self.running():
@@ -317,26 +359,17 @@ class Postgres(Service):
             raise ServiceError(f"port {self.endpoint.port} is taken by another process; "
                                "set DPU_DATABASE_URL to a free port")
         bindir = self.bindir()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._chown(self.dir)
+        self.cluster.mkdir(parents=True, exist_ok=True)
+        self._chown(self.cluster)
         if not (self.data / "PG_VERSION").exists():
-            proc = subprocess.run(
-                self._as_owner([str(bindir / "initdb"), "-D", str(self.data), "-U", self.user,
-                                "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"]),
-                capture_output=True, text=True,
-            )
+            proc = self._run([str(bindir / "initdb"), "-D", str(self.data), "-U", self.user,
+                              "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"])
             if proc.returncode != 0:
                 raise ServiceError("initdb failed: " + proc.stderr.strip().splitlines()[-1])
         self.log.touch()
         self._chown(self.log)
-        opts = (f"-p {self.endpoint.port} -c listen_addresses={self.endpoint.host} "
-                f"-k {self.dir} -c fsync=off -c synchronous_commit=off "
-                "-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB")
-        proc = subprocess.run(
-            self._as_owner([str(bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-                            "-o", opts, "-w", "-t", "60", "start"]),
-            capture_output=True, text=True,
-        )
+        proc = self._run([str(bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+                          "-o", self.server_options(), "-w", "-t", "60", "start"])
         if proc.returncode != 0:
             raise ServiceError(f"PostgreSQL did not start; see {self.log}")
         _wait("PostgreSQL", lambda: port_open(self.endpoint), 30, self.log)
@@ -344,12 +377,13 @@ class Postgres(Service):
     def stop(self) -> bool:
         if _pid_alive(self.pid_file) is None:
             return False
-        subprocess.run(
-            self._as_owner([str(self.bindir() / "pg_ctl"), "-D", str(self.data), "-m", "fast",
-                            "-w", "stop"]),
-            capture_output=True, text=True,
-        )
+        self._run([str(self.bindir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+                   "stop"])
         return True
+
+    def remove_data(self) -> None:
+        super().remove_data()
+        shutil.rmtree(self.cluster, ignore_errors=True)
 
 
 class Redis(Service):
@@ -364,6 +398,12 @@ class Redis(Service):
     def url(self) -> str:
         return self.settings.redis_url
 
+    def server_arguments(self) -> list[str]:
+        """``redis-server`` arguments: the port and address of ``DPU_REDIS_URL``."""
+        return ["--port", str(self.endpoint.port), "--bind", self.endpoint.host,
+                "--dir", str(self.dir), "--daemonize", "yes", "--pidfile", str(self.pid_file),
+                "--logfile", str(self.log), "--save", "", "--appendonly", "no"]
+
     def start(self) -> None:
         if self.running():
             return
@@ -375,12 +415,7 @@ class Redis(Service):
             raise ServiceError("redis-server is not installed: run scripts/setup "
                                "(apt-get install -y redis-server)")
         self.dir.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(
-            [server, "--port", str(self.endpoint.port), "--bind", self.endpoint.host,
-             "--dir", str(self.dir), "--daemonize", "yes", "--pidfile", str(self.pid_file),
-             "--logfile", str(self.log), "--save", "", "--appendonly", "no"],
-            capture_output=True, text=True,
-        )
+        proc = subprocess.run([server, *self.server_arguments()], capture_output=True, text=True)
         if proc.returncode != 0:
             raise ServiceError(f"redis-server did not start: {proc.stderr.strip()}")
         _wait("Redis", lambda: self.running(), 30, self.log)
