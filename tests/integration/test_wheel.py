@@ -76,6 +76,11 @@ def test_the_wheel_is_what_the_venv_imports(installed: Path):
     assert sorted(p.name for p in Path(schema).glob("*.sql")) == [p.name for p in MIGRATION_FILES]
     assert sorted(p.name for p in Path(demo).iterdir()) == sorted(
         p.name for p in (REPO / "demo").iterdir())
+    page = run([installed / "python", "-c", "from pipeline.views.dashboard import page; "
+                "import pipeline.views.dashboard as d; print(d.__file__); print(len(page()))"],
+               **outside_checkout(installed))
+    module, size = page.stdout.split()
+    assert module.startswith(site) and int(size) > 1000, page.stdout  # the dashboard's HTML
 
 
 def test_dpu_db_migrate_from_the_wheel_creates_every_table(installed: Path, base_settings):
