@@ -249,6 +249,15 @@ def test_dashboard_in_headless_chromium_shows_the_api_numbers_and_updates_live(
         finally:
             await browser.close()
 
+    # A browser opening the worker's address gets the same page (no 400 for a missing space).
+    import urllib.request
+
+    pages = []
+    for route in ("/", "/dashboard"):
+        with urllib.request.urlopen(pipeline.worker.base_url + route, timeout=10) as resp:
+            assert resp.headers["Content-Type"].startswith("text/html")
+            pages.append(resp.read())
+    assert pages[0] == pages[1] and b"Sensor health" in pages[0]
     path = asyncio.run(check())
     assert path.stat().st_size > 10_000
     ARTIFACTS_WRITTEN.append(f"dashboard screenshot: {path} (spaces A and B live, the daily "
