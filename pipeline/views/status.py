@@ -15,21 +15,19 @@ from pipeline.metrics import CommitLatency, metrics
 PIPELINE_TOPICS = frozenset(cfg.topic(name) for name in topics.ALL)
 
 
+def assigned(consumer) -> set:
+    """The partitions the consumer holds; none while the worker starts (no consumer yet)."""
+    try:
+        return consumer.assignment()
+    except ConsumerNotStarted:
+        return set()
+
+
 def consumer_lag() -> dict[str, int]:
     """Records not yet processed, per pipeline topic, over the partitions this worker owns."""
-    consumer = app.consumer
     lag: dict[str, int] = {}
-    for tp in consumer.assignment():
-        if tp.topic not in PIPELINE_TOPICS:
-            continue  # table changelogs are read for recovery, never committed
-        try:
-            high = consumer.highwater(tp)
-        except Exception:
-            continue
-        position = consumer._committed_offset.get(tp)  # next offset to commit
-        done = position if position is not None else 0
-        if high is not None:
-            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - done)
+    for (topic, _), n in partition_lag(app.consumer).items():
+        lag[topic] = lag.get(topic, 0) + n
     return lag
 
 
@@ -44,10 +42,17 @@ class StatusView(View):
             for i, s in enumerate(SINKS)}
         backlog = sum(s.stats.pending for s in SINKS)
         # Ready: in the group, not rebalancing, tables recovered (it may own no partition when
-        # the group has more workers than partitions).
-        ready = not app.rebalancing and app.tables.recovery.completed.is_set()
+        # the group has more workers than partitions). A request while the worker starts finds
+        # no consumer yet (a 500 once, in CI): not ready then.
+        try:
+            holding = app.consumer.assignment()
+        except ConsumerNotStarted:
+            holding, started = set(), False
+        else:
+            started = True
+        ready = started and not app.rebalancing and app.tables.recovery.completed.is_set()
         return self.json({"caught_up": sum(lag.values()) == 0 and backlog == 0,
-                          "ready": ready, "assigned": len(app.consumer.assignment()),
+                          "ready": ready, "assigned": len(holding),
                           "consumer_lag": lag, "sink_backlog": backlog, "sinks": sinks})
 
 
@@ -55,12 +60,8 @@ def partition_lag(consumer) -> dict[tuple[str, int], int]:
     """Records not yet committed per pipeline topic and partition this worker owns (table
     changelogs are read for recovery, never committed). A partition whose high watermark is not
     known yet is left out; one never committed lags by its high watermark."""
-    try:
-        assigned = consumer.assignment()
-    except ConsumerNotStarted:  # scraped while the worker starts: nothing assigned yet
-        return {}
     lag: dict[tuple[str, int], int] = {}
-    for tp in assigned:
+    for tp in assigned(consumer):
         if tp.topic not in PIPELINE_TOPICS:
             continue
         try:
