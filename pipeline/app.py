@@ -8,7 +8,8 @@ import logging
 import faust
 
 from pipeline import bulk_input
-from pipeline.faust_fixes import (commit_only_past_acknowledged_heads, flush_until_sent,
+from pipeline.faust_fixes import (back_off_failed_metadata_updates,
+                                  commit_only_past_acknowledged_heads, flush_until_sent,
                                   ignore_acks_from_earlier_generations,
                                   keep_newer_committed_offsets, no_gaps_from_fetch_jumps,
                                   record_heartbeats, verify_relied_on)
@@ -23,6 +24,7 @@ commit_only_past_acknowledged_heads()
 no_gaps_from_fetch_jumps()
 ignore_acks_from_earlier_generations()
 record_heartbeats()
+back_off_failed_metadata_updates()
 verify_relied_on()
 bulk_input.install()
 

@@ -67,3 +67,30 @@ def test_every_fix_fits_the_installed_faust_and_aiokafka():
     from pipeline.faust_fixes import verify_relied_on
 
     verify_relied_on()
+
+
+def test_a_metadata_update_that_reaches_no_broker_backs_off():
+    """With no broker answering, aiokafka asked for metadata again at once, thousands of times
+    a second; with the fix each failed ask takes the client's retry backoff."""
+    import asyncio
+
+    from aiokafka.client import AIOKafkaClient
+
+    import pipeline.app  # noqa: F401  (applies the fixes)
+
+    async def failed_updates(seconds: float) -> int:
+        client = AIOKafkaClient(bootstrap_servers="127.0.0.1:9", retry_backoff_ms=100)
+        client._conns = {}  # one known node, which does not answer
+        client.cluster._brokers = {0: type("Broker", (), {"nodeId": 0})()}
+
+        async def no_connection(node_id, *args, **kwargs):
+            return None
+        client._get_conn = no_connection
+        loop = asyncio.get_running_loop()
+        deadline, n = loop.time() + seconds, 0
+        while loop.time() < deadline:
+            assert await client._metadata_update(client.cluster, set()) is False
+            n += 1
+        return n
+
+    assert asyncio.run(failed_updates(0.5)) <= 6  # about 5 at 100 ms each, not thousands
