@@ -15,12 +15,13 @@ from pipeline.metrics import CommitLatency, metrics
 PIPELINE_TOPICS = frozenset(cfg.topic(name) for name in topics.ALL)
 
 
-def assigned(consumer) -> set:
-    """The partitions the consumer holds; none while the worker starts (no consumer yet)."""
+def assigned(consumer) -> set | None:
+    """The partitions the consumer holds; None while the worker starts (no consumer yet: a
+    request then found ConsumerNotStarted and got a 500, once in CI)."""
     try:
         return consumer.assignment()
     except ConsumerNotStarted:
-        return set()
+        return None
 
 
 def consumer_lag() -> dict[str, int]:
@@ -41,18 +42,13 @@ class StatusView(View):
             "rejected": s.stats.rejected, "last_rejected": s.stats.last_rejected}
             for i, s in enumerate(SINKS)}
         backlog = sum(s.stats.pending for s in SINKS)
-        # Ready: in the group, not rebalancing, tables recovered (it may own no partition when
-        # the group has more workers than partitions). A request while the worker starts finds
-        # no consumer yet (a 500 once, in CI): not ready then.
-        try:
-            holding = app.consumer.assignment()
-        except ConsumerNotStarted:
-            holding, started = set(), False
-        else:
-            started = True
-        ready = started and not app.rebalancing and app.tables.recovery.completed.is_set()
+        # Ready: consumer started, not rebalancing, tables recovered (it may own no partition
+        # when the group has more workers than partitions).
+        holding = assigned(app.consumer)
+        ready = holding is not None and not app.rebalancing and \
+            app.tables.recovery.completed.is_set()
         return self.json({"caught_up": sum(lag.values()) == 0 and backlog == 0,
-                          "ready": ready, "assigned": len(holding),
+                          "ready": ready, "assigned": len(holding or ()),
                           "consumer_lag": lag, "sink_backlog": backlog, "sinks": sinks})
 
 
@@ -61,7 +57,7 @@ def partition_lag(consumer) -> dict[tuple[str, int], int]:
     changelogs are read for recovery, never committed). A partition whose high watermark is not
     known yet is left out; one never committed lags by its high watermark."""
     lag: dict[tuple[str, int], int] = {}
-    for tp in assigned(consumer):
+    for tp in assigned(consumer) or ():
         if tp.topic not in PIPELINE_TOPICS:
             continue
         try:
