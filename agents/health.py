@@ -9,7 +9,6 @@ first time by this worker (a start, partitions that moved here) is not a change.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -20,15 +19,12 @@ from pipeline import health
 from pipeline.app import app, cfg, timer
 from pipeline.metrics import metrics
 from pipeline.timeutil import iso, now_us
-from tables.faust_tables import dpus
+from tables.faust_tables import dpus, paced
 
 log = logging.getLogger(__name__)
 
 SCAN_INTERVAL_S = 10.0
 """How often the statuses are computed again (a change shows within this plus the quiet period)."""
-YIELD_EVERY = 2000
-"""Values read between two turns of the event loop, so that a large fleet's scan never stalls
-the agents."""
 
 
 def status_channel(prefix: str) -> str:
@@ -55,9 +51,7 @@ class HealthWatch:
         counts = dict.fromkeys(health.STATUSES, 0)
         statuses: dict[str, str] = {}
         changes = []
-        for i, (dpu_id, raw) in enumerate(values):
-            if i % YIELD_EVERY == YIELD_EVERY - 1:
-                await asyncio.sleep(0)
+        async for dpu_id, raw in paced(values):
             value = orjson.loads(raw)
             status = health.status_of_value(value, now, cfg.silent_after_s)
             counts[status] += 1

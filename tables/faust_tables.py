@@ -8,7 +8,8 @@ fast to decode on every event.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import asyncio
+from typing import Any, AsyncIterator, Iterable, Iterator, TypeVar
 
 import orjson
 
@@ -67,3 +68,17 @@ def items(table) -> Iterator[tuple[str, Any]]:
     """Every key of the partitions this worker holds, with its decoded value."""
     for key, raw in table.items():
         yield key.decode(), orjson.loads(raw)
+
+
+YIELD_EVERY = 2000
+"""Values taken between two turns of the event loop by ``paced``."""
+T = TypeVar("T")
+
+
+async def paced(values: Iterable[T]) -> AsyncIterator[T]:
+    """``values``, with a turn of the event loop every ``YIELD_EVERY``: a pass over every key of
+    a large fleet's table (a listing, the health scan) never stalls the agents."""
+    for i, value in enumerate(values):
+        if i % YIELD_EVERY == YIELD_EVERY - 1:
+            await asyncio.sleep(0)
+        yield value

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from faust.web import Request, Response, View
 
-from agents.health import YIELD_EVERY
 from pipeline import health
 from pipeline.app import app, cfg
 from pipeline.timeutil import iso, now_us
 from pipeline.views import cluster, history
 from pipeline.views.common import error
 from pipeline.views.sensors import reject_counts
-from tables.faust_tables import dpus, items, load, spaces
+from tables.faust_tables import dpus, items, load, paced, spaces
 from tables.space_state import SpaceState
 
 
@@ -29,12 +27,8 @@ def realtime_count(space_id: str) -> int | None:
 
 
 async def local_spaces(query) -> dict[str, Any]:
-    listing = []
-    for i, (space_id, value) in enumerate(items(spaces)):
-        if i % YIELD_EVERY == YIELD_EVERY - 1:
-            await asyncio.sleep(0)
-        listing.append(space_answer(space_id, value))
-    return {"items": listing}
+    return {"items": [space_answer(space_id, value)
+                      async for space_id, value in paced(items(spaces))]}
 
 
 @app.page("/spaces")

@@ -9,13 +9,13 @@ from typing import Any, Mapping
 import psycopg
 from faust.web import Request, Response, View
 
-from agents.health import YIELD_EVERY, watch
+from agents.health import watch
 from pipeline import health, topics
 from pipeline.app import app, cfg
 from pipeline.timeutil import now_us
 from pipeline.views import cluster
 from pipeline.views.common import BadParameter, db_pool, error, ident
-from tables.faust_tables import dpus, load
+from tables.faust_tables import dpus, load, paced
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -54,9 +54,7 @@ async def local_sensors(query: Mapping[str, str]) -> dict[str, Any]:
     keys = sorted(key.decode() for key in dpus.keys())
     items: list[dict[str, Any]] = []
     more = False
-    for i, dpu_id in enumerate(keys[bisect_right(keys, q.after):]):
-        if i % YIELD_EVERY == YIELD_EVERY - 1:
-            await asyncio.sleep(0)
+    async for dpu_id in paced(keys[bisect_right(keys, q.after):]):
         value = load(dpus, dpu_id)
         if value is None:
             continue
