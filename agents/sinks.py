@@ -20,6 +20,7 @@ from agents.counting import BULK, EVENTS_TOPIC, PLACEMENTS_TOPIC, RESETS_TOPIC, 
     log_key, space_counts, telemetry
 from pipeline.app import app, cfg
 from pipeline.bulk_input import Batch
+from pipeline.history import SPACE_COUNT_COLUMNS, SPACE_COUNT_TYPES
 from pipeline.inputs import kafka_us, read_placement, read_reset
 from pipeline.models import DailyReset, Placement, Reject, Reset
 from pipeline.reconcile import MARK_DIRTY
@@ -67,10 +68,7 @@ space_count_sink = PostgresSink("space_count", cfg.database_url, {
     # Only the rows really inserted feed the rollups and mark the space for
     # reconciliation: a batch delivered twice changes nothing the second time.
     "count": CopyMerge(
-        "space_count_in", "space_count",
-        ("space_id", "event_ts", "dpu_id", "delta", "entries", "exits", "count_on_arrival",
-         "counted_on_arrival", "source", "source_partition", "source_offset", "seq"),
-        ("text", "us", "text", "int", "int", "int", "int", "bool", "text", "int", "int", "int"),
+        "space_count_in", "space_count", SPACE_COUNT_COLUMNS, SPACE_COUNT_TYPES,
         "WITH ins AS (INSERT INTO space_count SELECT * FROM space_count_in ON CONFLICT DO NOTHING "
         "  RETURNING space_id, event_ts, delta, entries, exits), "
         "rollup AS (INSERT INTO space_count_hourly (space_id, hour, delta, entries, exits) "

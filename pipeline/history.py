@@ -19,6 +19,15 @@ import psycopg
 
 from pipeline.timeutil import US, from_us, iso, to_us
 
+SPACE_COUNT_COLUMNS = ("space_id", "event_ts", "dpu_id", "delta", "entries", "exits",
+                       "count_on_arrival", "counted_on_arrival", "source", "source_partition",
+                       "source_offset", "seq")
+"""The columns of a ``space_count`` row as the sink stages it and the rebuild writes it (the
+reconciled count comes after them)."""
+SPACE_COUNT_TYPES = ("text", "us", "text", "int", "int", "int", "int", "bool", "text", "int",
+                     "int", "int")
+"""Their types, as ``sinks.copy_text.CopyRow`` encodes them."""
+
 HOUR_US = 3600 * US
 DAY_US = 24 * HOUR_US
 MAX_POINTS = 5000

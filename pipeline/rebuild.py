@@ -27,6 +27,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import topics
+from pipeline.history import SPACE_COUNT_COLUMNS, SPACE_COUNT_TYPES
 from pipeline.inputs import kafka_us, read_event, read_placement, read_reset
 from pipeline.kafka_auth import client_options
 from pipeline.models import Reject
@@ -242,12 +243,9 @@ def write_history(url: str, history: list[list], say) -> None:
         with conn.cursor() as cur:
             cur.execute("TRUNCATE space_count, space_count_hourly, space_count_daily, "
                         "space_dirty")
-            encode = CopyRow(("text", "us", "text", "int", "int", "int", "int", "bool", "text",
-                              "int", "int", "int", "int", "us"))
-            with cur.copy("COPY space_count (space_id, event_ts, dpu_id, delta, entries, exits, "
-                          "count_on_arrival, counted_on_arrival, source, source_partition, "
-                          "source_offset, seq, count_reconciled, reconciled_at) "
-                          "FROM STDIN") as copy:
+            encode = CopyRow((*SPACE_COUNT_TYPES, "int", "us"))
+            columns = ", ".join((*SPACE_COUNT_COLUMNS, "count_reconciled", "reconciled_at"))
+            with cur.copy(f"COPY space_count ({columns}) FROM STDIN") as copy:
                 at = now_us()
                 for start in range(0, len(history), 10_000):
                     copy.write(b"".join(encode((*row, count, at)) for row, count in zip(
