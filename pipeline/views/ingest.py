@@ -157,7 +157,8 @@ async def ingest(items: list[Any], send: Send, *, now: int | None = None,
     metrics.http_unacknowledged.labels(what).inc(len(unacked))
     body["unacknowledged"] = [checked.good[j][0] for j in unacked]
     body["error"] = (f"Kafka did not acknowledge {len(unacked)} of {len(checked.good)} valid "
-                     f"event(s) within {timeout_s:g} s; send the unacknowledged ones again")
+                     f"{what.removesuffix('s')}(s) within {timeout_s:g} s; send the "
+                     "unacknowledged ones again")
     return 503, body
 
 
