@@ -87,7 +87,8 @@ class Metrics:
         self.sink_write_seconds = Histogram(
             "dpu_sink_write_seconds",
             "Seconds each successful write of a sink took (a batch's PostgreSQL transaction or "
-            "Redis script, or the filing of refused records), per sink.", ["sink"], buckets=LATENCY_BUCKETS, registry=r)
+            "Redis script, or the filing of refused records), per sink.", ["sink"],
+            buckets=LATENCY_BUCKETS, registry=r)
 
         # Kafka consumer and commits.
         self.commit_seconds = Histogram(

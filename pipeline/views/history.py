@@ -81,4 +81,5 @@ def series_csv(points: list[dict]) -> str:
 
 def _file_name(space_id: str) -> str:
     """A download name from a space id: letters, digits, ``-`` and ``_`` only."""
-    return "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in space_id)[:64] or "space"
+    name = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in space_id)
+    return name[:64] or "space"

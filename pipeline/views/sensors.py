@@ -24,7 +24,8 @@ REJECT_TOPICS = [cfg.topic(topics.EVENTS), cfg.topic(topics.PLACEMENTS)]
 
 
 class SensorQuery:
-    """The parameters of ``GET /dpus``: page (``after``, ``limit``), ``status``, ``silent_after``."""
+    """The parameters of ``GET /dpus``: the page (``after``, ``limit``), ``status`` and
+    ``silent_after``."""
 
     def __init__(self, query: Mapping[str, str]) -> None:
         self.after = query.get("after", "")

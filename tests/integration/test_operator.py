@@ -29,7 +29,8 @@ def fleet(now: int):
     long ago (silent), d08-d09 a minute ago (ok), d10-d11 none (never seen)."""
     placements = [Placement(f"d{i:02d}", T0, (SpaceSign(f"S{i % 5}", 1),), f"door{i}")
                   for i in range(12)]
-    events = [DpuEvent(f"d{i:02d}", T0 + (i * 10 + k) * US, 1) for i in range(8) for k in range(i + 1)]
+    events = [DpuEvent(f"d{i:02d}", T0 + (i * 10 + k) * US, 1)
+              for i in range(8) for k in range(i + 1)]
     events += [DpuEvent(f"d{i:02d}", now - 60 * US + k, 1) for i in (8, 9) for k in range(3)]
     return placements, events, [Reset("S5", T0, 4)]
 
