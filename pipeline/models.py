@@ -315,8 +315,8 @@ def reset_from_obj(obj: dict[str, Any], now_us: int | None = None,
         since = daily.get("since")
         if since is not None:
             since = valid_instant(since, "daily_reset.since", now_us, max_future_s)
-        return DailyReset(space_id, wall, tz, _count(daily.get("count", 0)),  # type: ignore[arg-type]
-                          since)
+        count = _count(daily.get("count", 0))
+        return DailyReset(space_id, wall, tz, count, since)  # type: ignore[arg-type]
     if "count" not in obj:
         raise Invalid("missing field 'count'")
     return Reset(space_id, valid_instant(obj.get("at"), "at", now_us, max_future_s),  # type: ignore[arg-type]
