@@ -45,6 +45,8 @@ class Chunk:
 
     def to_bytes(self) -> bytes:
         encoded, items = self._encoded, self.items
+        if not encoded:
+            return orjson.dumps(items)  # made in bulk (a rebuild): one call, not one per item
         for i in range(len(encoded), len(items)):
             encoded.append(orjson.dumps(items[i]))
         return b"[" + b",".join(encoded) + b"]"
