@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import psycopg
+from psycopg.copy import QueuedLibpqWriter
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import topics
@@ -31,7 +32,7 @@ from pipeline.history import SPACE_COUNT_COLUMNS
 from pipeline.kafka_auth import client_options
 from pipeline.settings import Settings
 from pipeline.timeutil import now_us
-from pipeline.recount import MemoryTables, recount
+from pipeline.recount import MemoryTables, collector_paused, recount
 from sinks.copy_text import Instants, text
 from tables.fenced import EPOCH_HEADER
 from tables.store import to_bytes
@@ -90,18 +91,24 @@ async def read_topic(settings: Settings, name: str) -> tuple[list[Record], dict[
         await consumer.stop()
 
 
-def reconciled(history: list[list], resets: dict[str, list[tuple[int, int]]]) -> list[int]:
-    """``count(S, ts)`` of every history row (its ``count_reconciled``), from the rows
+def reconciled(history: list[list], resets: dict[str, list[tuple[int, int]]]
+               ) -> list[tuple[list, int]]:
+    """Every history row with ``count(S, ts)`` (its ``count_reconciled``), from the rows
     themselves and the resets (``[(at, count)]`` per space): a reset absorbs its instant, and
-    rows at one instant share its count."""
-    out = [0] * len(history)
+    rows at one instant share its count.
+
+    In the order of space and instant, the order of ``space_count``'s indexes: COPY then
+    writes each index page once (a million rows in 7 s instead of 14 to 17).
+    """
+    out: list[tuple[list, int]] = []
     by_space: dict[str, list[tuple[int, int, int]]] = {}
     for i, row in enumerate(history):
         rows = by_space.get(row[0])
         if rows is None:
             rows = by_space[row[0]] = []
         rows.append((row[1], i, row[3]))
-    for space, rows in by_space.items():
+    for space in sorted(by_space):
+        rows = by_space[space]
         rows.sort()  # by instant (then row, which changes no count)
         marks = sorted(resets.get(space, ()))
         j, base_at, total, k, n = 0, None, 0, 0, len(rows)
@@ -116,10 +123,32 @@ def reconciled(history: list[list], resets: dict[str, list[tuple[int, int]]]) ->
             if base_at is None or ts > base_at:
                 for _, _, delta in rows[k:same]:
                     total += delta
-            for _, i, _ in rows[k:same]:
-                out[i] = total
+            out += [(history[i], total) for _, i, _ in rows[k:same]]
             k = same
     return out
+
+
+def space_count_lines(rows: list[tuple[list, int]], at: int) -> Iterator[bytes]:
+    """History rows with their ``count_reconciled`` (``reconciled``) and ``reconciled_at``
+    (``at``) as COPY text, 10,000 at a time: what ``CopyRow((*SPACE_COUNT_TYPES, "int",
+    "us"))`` (the sink's encoder) makes of each, in half the time (one format per row, ids
+    escaped once each, one encode per block). ``tests/test_recount.py`` checks both agree."""
+    instant, texts = Instants(), {}
+
+    def text_of(value: str) -> str:
+        found = texts.get(value)
+        if found is None:
+            found = texts[value] = text(value)
+        return found
+
+    at_text = instant(at)
+    for start in range(0, len(rows), 10_000):
+        yield "".join([
+            f"{text_of(space)}\t{instant(ts)}\t{text_of(dpu)}\t{d}\t{en}\t{ex}\t{c}\t"
+            f"{'t' if counted else 'f'}\t{text_of(code)}\t{p}\t{o}\t{seq}\t{count}\t"
+            f"{at_text}\n"
+            for (space, ts, dpu, d, en, ex, c, counted, code, p, o, seq), count
+            in rows[start:start + 10_000]]).encode()
 
 
 async def write_changelogs(settings: Settings, tables: MemoryTables, say) -> int:
@@ -155,29 +184,6 @@ async def write_changelogs(settings: Settings, tables: MemoryTables, say) -> int
     return sent
 
 
-def space_count_lines(history: list[list], counts: list[int], at: int) -> Iterator[bytes]:
-    """The rows with their ``count_reconciled`` and ``reconciled_at`` (``at``) as COPY text,
-    10,000 at a time: what ``CopyRow((*SPACE_COUNT_TYPES, "int", "us"))`` (the sink's encoder)
-    makes of each, in half the time (one format per row, ids escaped once each, one encode per
-    block). ``tests/test_recount.py`` checks that both agree."""
-    instant, texts = Instants(), {}
-
-    def text_of(value: str) -> str:
-        found = texts.get(value)
-        if found is None:
-            found = texts[value] = text(value)
-        return found
-
-    at_text = instant(at)
-    for start in range(0, len(history), 10_000):
-        yield "".join([
-            f"{text_of(space)}\t{instant(ts)}\t{text_of(dpu)}\t{d}\t{en}\t{ex}\t{c}\t"
-            f"{'t' if counted else 'f'}\t{text_of(code)}\t{p}\t{o}\t{seq}\t{reconciled}\t"
-            f"{at_text}\n"
-            for (space, ts, dpu, d, en, ex, c, counted, code, p, o, seq), reconciled
-            in zip(history[start:start + 10_000], counts[start:start + 10_000])]).encode()
-
-
 def write_history(url: str, history: list[list], say) -> None:
     """``space_count`` from scratch: the rows with their reconciled counts, then the rollups."""
     with psycopg.connect(url) as conn:
@@ -186,13 +192,16 @@ def write_history(url: str, history: list[list], say) -> None:
                 "SELECT space_id, (extract(epoch from at) * 1000000)::bigint, count "
                 "FROM space_resets"):
             resets.setdefault(space, []).append((at, count))
-        counts = reconciled(history, resets)
+        with collector_paused():  # millions of new tuples, nothing cyclic
+            rows = reconciled(history, resets)
         with conn.cursor() as cur:
             cur.execute("TRUNCATE space_count, space_count_hourly, space_count_daily, "
                         "space_dirty")
             columns = ", ".join((*SPACE_COUNT_COLUMNS, "count_reconciled", "reconciled_at"))
-            with cur.copy(f"COPY space_count ({columns}) FROM STDIN") as copy:
-                for block in space_count_lines(history, counts, now_us()):
+            # Sent from a thread of psycopg's: the next rows are encoded meanwhile.
+            with cur.copy(f"COPY space_count ({columns}) FROM STDIN",
+                          writer=QueuedLibpqWriter(cur)) as copy:
+                for block in space_count_lines(rows, now_us()):
                     copy.write(block)
             cur.execute("INSERT INTO space_count_hourly (space_id, hour, delta, entries, exits) "
                         "SELECT space_id, date_trunc('hour', event_ts, 'UTC'), sum(delta), "

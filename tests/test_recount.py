@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from pipeline.models import DailyReset, DpuEvent, Placement, Reset, SpaceSign
 from pipeline.producer import route
 from pipeline.history import SPACE_COUNT_TYPES
-from pipeline.rebuild import Record, space_count_lines
+from pipeline.rebuild import Record, reconciled, space_count_lines
 from pipeline.recount import count_events, count_events_one_by_one, recount
 from pipeline.settings import Settings
 from pipeline.timeutil import US, parse_ts
@@ -117,7 +117,30 @@ def test_the_rebuilds_history_lines_are_what_the_sinks_encoder_makes():
                for d in (rng.choice([1, -1, 2, -2]) for _ in range(25_000))]
     counts = [rng.randrange(100) for _ in history]
     encode = CopyRow((*SPACE_COUNT_TYPES, "int", "us"))
-    blocks = list(space_count_lines(history, counts, NOW))
+    blocks = list(space_count_lines(list(zip(history, counts)), NOW))
     assert len(blocks) == 3
     assert b"".join(blocks) == b"".join(encode((*row, count, NOW))
                                         for row, count in zip(history, counts))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(SPACES), st.integers(0, 30), st.sampled_from([1, -1, 2])),
+                max_size=60),
+       st.lists(st.tuples(st.sampled_from(SPACES), st.integers(0, 30), st.integers(0, 9)),
+                max_size=4, unique_by=lambda r: r[:2]))
+def test_reconciled_counts_are_the_definition_in_space_and_instant_order(rows, marks):
+    history = [[space, ts, "d", delta] for space, ts, delta in rows]
+    resets: dict[str, list[tuple[int, int]]] = {}
+    for space, at, count in marks:
+        resets.setdefault(space, []).append((at, count))
+
+    def count(space: str, t: int) -> int:  # SPEC §2: a reset absorbs its instant
+        latest = max((r for r in resets.get(space, ()) if r[0] <= t), default=None)
+        base_at, total = latest if latest else (None, 0)
+        return total + sum(r[3] for r in history
+                           if r[0] == space and r[1] <= t and (base_at is None or r[1] > base_at))
+
+    out = reconciled(history, resets)
+    assert sorted(map(id, (row for row, _ in out))) == sorted(map(id, history))
+    assert [(row[0], row[1]) for row, _ in out] == sorted((row[0], row[1]) for row in history)
+    assert all(c == count(row[0], row[1]) for row, c in out)
