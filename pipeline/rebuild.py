@@ -4,11 +4,11 @@ A recount sends every record through the agents again, at their pace (41 minutes
 events). Here the input topics are read once, in bulk, and the counting logic of the agents
 runs over them in memory (``pipeline.recount``), in the order that makes every attribution
 final at once: the placements, then the resets, then the events, each event's deltas applied
-to its spaces at once. The tables are then written to their
-changelogs (each key in the partition its records arrive on, as the agents write it), the
-attribution history to ``space_count`` with COPY, its rollups and reconciled counts computed
-once, and the consumer group's offsets set where the topics ended: workers restore the tables
-and go on from there, as after a recount.
+to its spaces at once. The tables are then written to their changelogs (each key in the
+partition its records arrive on, as the agents write it), the attribution history to
+``space_count`` with COPY, its rollups and reconciled counts computed once, and the consumer
+group's offsets set where the topics ended: workers restore the tables and go on from there,
+as after a recount.
 
 The answers are those of a recount: realtime and as-of counts, DPU totals, the rows of every
 table (``tests/integration/test_replay.py`` compares them). What depends on arrival order only
@@ -30,9 +30,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pipeline import topics
 from pipeline.history import SPACE_COUNT_COLUMNS
 from pipeline.kafka_auth import client_options
+from pipeline.recount import MemoryTables, collector_paused, recount
 from pipeline.settings import Settings
 from pipeline.timeutil import now_us
-from pipeline.recount import MemoryTables, collector_paused, recount
 from sinks.copy_text import Instants, text
 from tables.fenced import EPOCH_HEADER
 from tables.store import to_bytes

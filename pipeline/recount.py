@@ -89,22 +89,25 @@ def recount(placements: Iterable, resets: Iterable, events: Iterable, settings: 
     space_partition = Partitioner(settings.partitions)
     result = Recount(db, [])
     deltas = _delta_applier(db, result, space_partition, now)
-
-    def each(records: Iterable, read: Callable, apply: Callable) -> None:
-        for record in records:
-            item = read(record, settings, now)
-            if isinstance(item, Reject):
-                result.rejected += 1
-                continue
-            db.use(record.partition)
-            apply(item, _source(record))
-
     with collector_paused():
-        each(placements, read_placement,
-             lambda p, src: deltas(counting.on_placement(db, p, src)))
-        each(resets, read_reset, lambda r, src: counting.on_reset(db, r, src, now))
+        _each(placements, read_placement, lambda p, src: deltas(counting.on_placement(db, p, src)),
+              db, result, settings, now)
+        _each(resets, read_reset, lambda r, src: counting.on_reset(db, r, src, now),
+              db, result, settings, now)
         (events_counter or count_events)(db, events, settings, now, result, space_partition)
     return result
+
+
+def _each(records: Iterable, read: Callable, apply: Callable, db: MemoryTables,
+          result: Recount, settings: Settings, now: int) -> None:
+    """``apply(item, source)`` to each record ``read`` accepts; the others are counted."""
+    for record in records:
+        item = read(record, settings, now)
+        if isinstance(item, Reject):
+            result.rejected += 1
+            continue
+        db.use(record.partition)
+        apply(item, _source(record))
 
 
 def _source(record) -> counting.Source:
@@ -134,13 +137,8 @@ def count_events_one_by_one(db: MemoryTables, events: Iterable, settings: Settin
                             result: Recount, space_partition: Partitioner) -> None:
     """Each event through ``counting.on_event`` and its deltas through ``on_delta``."""
     deltas = _delta_applier(db, result, space_partition, now)
-    for record in events:
-        event = read_event(record, settings, now)
-        if isinstance(event, Reject):
-            result.rejected += 1
-            continue
-        db.use(record.partition)
-        deltas(counting.on_event(db, event, _source(record)))
+    _each(events, read_event, lambda e, src: deltas(counting.on_event(db, e, src)),
+          db, result, settings, now)
 
 
 def count_events(db: MemoryTables, events: Iterable, settings: Settings, now: int,
@@ -155,8 +153,8 @@ def count_events(db: MemoryTables, events: Iterable, settings: Settings, now: in
     """
     values, partition_of, history = db.values, db.partition_of, result.history
     spaces_at: dict[str, int] = {}
+    # id(placement) -> (placement, its day-log pairs, its (space, sign) pairs)
     attributions: dict[int, tuple] = {}
-    """``id(placement) -> (placement, its day-log pairs, its (space, sign) pairs)``."""
     general = _delta_applier(db, result, space_partition, now)
 
     def log(table: str, base: str, length: int, item: tuple, partition: int) -> None:
@@ -199,12 +197,7 @@ def count_events(db: MemoryTables, events: Iterable, settings: Settings, now: in
             known = attributions[id(placement)] = (
                 placement, counting.sign_pairs(signs), [(s.space_id, s.direction) for s in signs])
         _, pairs, signs = known
-        if direction > 0:
-            state.ins += 1
-        else:
-            state.outs += 1
-        if state.last_event_at is None or ts > state.last_event_at:
-            state.last_event_at = ts
+        state.count_event(ts, direction)
         day = ts // DAY_US
         length = state.days.get(day, 0)
         log("dpu-days", f"{dpu}{SEP}{day}", length, (ts, direction, p, o, pairs), p)

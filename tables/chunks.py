@@ -45,8 +45,10 @@ class Chunk:
 
     def to_bytes(self) -> bytes:
         encoded, items = self._encoded, self.items
-        if not encoded:
-            return orjson.dumps(items)  # made in bulk (a rebuild): one call, not one per item
+        if not encoded and len(items) >= CHUNK:
+            # Full (no item will be added), none encoded yet (a rebuild makes them so): one
+            # call, not one per item.
+            return orjson.dumps(items)
         for i in range(len(encoded), len(items)):
             encoded.append(orjson.dumps(items[i]))
         return b"[" + b",".join(encoded) + b"]"
