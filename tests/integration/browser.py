@@ -80,12 +80,17 @@ class Browser:
     async def wait_for(self, expression: str, timeout: float = 30, what: str = "") -> Any:
         """The value of ``expression`` once truthy, polled until ``timeout``."""
         deadline = time.monotonic() + timeout
+        failed = None
         while True:
-            value = await self.evaluate(expression)
+            try:
+                value = await self.evaluate(expression)
+            except RuntimeError as exc:  # the page still loading: no document.body yet
+                value, failed = None, exc
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"page: {what or expression} not true within {timeout}s")
+                raise AssertionError(f"page: {what or expression} not true within {timeout}s"
+                                     + (f" (last error: {failed})" if failed else ""))
             await asyncio.sleep(0.2)
 
     async def screenshot(self, path: Path) -> Path:
