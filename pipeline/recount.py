@@ -152,7 +152,6 @@ def count_events(db: MemoryTables, events: Iterable, settings: Settings, now: in
     any other case is handed to ``on_event`` and its deltas to ``on_delta``.
     """
     values, partition_of, history = db.values, db.partition_of, result.history
-    spaces_at: dict[str, int] = {}
     # id(placement) -> (placement, its day-log pairs, its (space, sign) pairs)
     attributions: dict[int, tuple] = {}
     general = _delta_applier(db, result, space_partition, now)
@@ -179,14 +178,14 @@ def count_events(db: MemoryTables, events: Iterable, settings: Settings, now: in
         state = values.get(dpu_slot)
         if state is None:
             state = DpuState(dpu)
-        elif o <= state.applied.get(source, -1):
+        elif state.maybe_applied(source, o):
             db.use(p)
             general(counting.on_event(db, e, _source(record)))
             continue
         if e.event_id is not None:
             id_slot = ("event-ids", f"{dpu}{SEP}{e.event_id}")
             if values.get(id_slot) is not None:  # first seen at a lower offset: a copy
-                state.applied[source] = o
+                state.mark_applied(source, o)
                 values[dpu_slot], partition_of[dpu_slot] = state, p
                 continue
             values[id_slot], partition_of[id_slot] = [p, o], p
@@ -202,7 +201,7 @@ def count_events(db: MemoryTables, events: Iterable, settings: Settings, now: in
         length = state.days.get(day, 0)
         log("dpu-days", f"{dpu}{SEP}{day}", length, (ts, direction, p, o, pairs), p)
         state.days[day] = length + 1
-        state.applied[source] = o
+        state.mark_applied(source, o)
         values[dpu_slot], partition_of[dpu_slot] = state, p
         for i, (space, sign) in enumerate(signs):
             d = direction * sign
@@ -214,19 +213,13 @@ def count_events(db: MemoryTables, events: Iterable, settings: Settings, now: in
                 general(counting.Outcome([counting.Out(counting.DELTAS, space, {
                     "k": "e", "ts": ts, "d": d, "dpu": dpu, "src": ["e", p, o, i]})]))
                 continue
-            part = spaces_at.get(space)
-            if part is None:
-                part = spaces_at[space] = space_partition(space)
-            space_state.applied[source] = [o, i]
+            part = space_partition(space)
+            space_state.mark_applied(source, o, i)
             space_state.updated_at = now
-            counted = space_state.reset_at is None or ts > space_state.reset_at
+            logged = space_state.add_delta(ts, d)  # None: the latest reset absorbed it
+            counted = logged is not None
             if counted:
-                space_state.count += d
-                totals = space_state.days.setdefault(day, [0, 0])
-                totals[0] += d
-                totals[1] += 1
-                log("space-days", f"{space}{SEP}{day}", totals[1] - 1, (ts, d, ("e", p, o, i)),
-                    part)
+                log("space-days", f"{space}{SEP}{day}", logged[1], (ts, d, ("e", p, o, i)), part)
             values[space_slot], partition_of[space_slot] = space_state, part
             history.append([space, ts, dpu, d, d if d > 0 else 0, -d if d < 0 else 0,
                             space_state.count, counted, "e", p, o, i])
