@@ -23,6 +23,7 @@ from typing import AsyncIterator, Iterable
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.types import AppT, Message
 
+from pipeline import bulk_restore
 from pipeline.faust_fixes import verified
 from pipeline.metrics import metrics
 
@@ -153,6 +154,7 @@ def install() -> None:
     verified(Consumer, "getmany", "e486c434b7928ee8")
     verified(Consumer, "_wait_next_records", "ba40cd3671328d3b")
     verified(Consumer, "track_message", "e43b88ec93553217")
+    bulk_restore.verify_relied_on()
 
     async def _drain_messages(self: Consumer, fetcher) -> None:  # pragma: no cover - I/O loop
         bulk = self.app.__dict__.get("dpu_bulk_input")
@@ -176,6 +178,7 @@ async def drain(self: Consumer, fetcher, bulk: BulkInput) -> None:  # pragma: no
     acks_enabled_for = self.app.topics.acks_enabled_for
     to_message = self._to_message
     bulk_topics = bulk.by_topic
+    changelogs = self.app.tables._changelogs  # by changelog topic, as tables are added
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(CONSUMER_FETCHING)
@@ -216,6 +219,15 @@ async def drain(self: Consumer, fetcher, bulk: BulkInput) -> None:  # pragma: no
                     await self.wait_first(bulk.deliver(self, messages),
                                           self.suspend_flow.wait())
                     set_read_offset(tp, messages[-1].offset)
+                    continue
+                if tp.topic in changelogs and bulk_restore.restoring(self.app, tp):
+                    messages = [to_message(tp, r) for r in fetched
+                                if r_offset is None or r.offset >= r_offset]
+                    if messages:
+                        await self.wait_first(
+                            bulk_restore.restore(self.app, tp, messages, callback),
+                            self.suspend_flow.wait())
+                        set_read_offset(tp, messages[-1].offset)
                     continue
                 for record in fetched:
                     offset = record.offset

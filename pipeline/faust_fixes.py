@@ -31,8 +31,8 @@ class FaustChanged(RuntimeError):
 
 
 def fingerprint(function) -> str:
-    """A short digest of a function's source."""
-    source = textwrap.dedent(inspect.getsource(function))
+    """A short digest of a function's source (a mode ``Service.task``'s own function)."""
+    source = textwrap.dedent(inspect.getsource(getattr(function, "fun", function)))
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 

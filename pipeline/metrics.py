@@ -138,6 +138,10 @@ class Metrics:
             "dpu_batches_given_up_after_rebalance_total",
             "Batches given up unwritten because their partitions moved to another worker.",
             registry=r)
+        self.changelog_records_restored = Counter(
+            "dpu_changelog_records_restored_total",
+            "Changelog records applied to a table while restoring it (or keeping a standby).",
+            registry=r)
         self.stale_changelog_records_skipped = Counter(
             "dpu_stale_changelog_records_skipped_total",
             "Changelog records skipped while restoring a table because a newer owner of their "

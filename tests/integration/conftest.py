@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from contextlib import ExitStack
@@ -24,6 +25,7 @@ import psycopg
 import pytest
 import redis
 from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -123,6 +125,23 @@ def poll(condition: Callable[[], Any], timeout: float = 60, interval: float = 0.
             return last
         time.sleep(interval)
     pytest.fail(f"{what} not reached within {timeout:.0f}s (last: {last!r})", pytrace=False)
+
+
+def counters(worker: WorkerProcess) -> dict[str, float]:
+    """The worker's non-zero counters from /metrics (none if it does not answer)."""
+    try:
+        with urllib.request.urlopen(worker.base_url + "/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if family.type == "counter" and sample.value:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                out[family.name.removeprefix("dpu_") + (f"{{{labels}}}" if labels else "")] = \
+                    sample.value
+    return out
 
 
 @dataclass

@@ -24,7 +24,7 @@ from agents.ownership import EXIT_LEFT_OUT
 from pipeline.dev.worker_process import WorkerProcess
 from pipeline.timeutil import iso
 from tests import campaign, reference
-from tests.integration.conftest import CAMPAIGN, poll
+from tests.integration.conftest import CAMPAIGN, counters, poll
 from tests.integration.test_faults import Expected, dev_service, status, uncommitted, verify
 
 OUTAGE_S = 5
@@ -206,27 +206,6 @@ def check_as_of(pipeline, plan: campaign.Plan, workers: list[WorkerProcess]) -> 
         code, body = worker.get_json(f"/spaces/{space}/count?at={iso(at)}")
         assert code == 200 and body["count"] == index.count(space, at), (space, iso(at), body)
     return len(instants)
-
-
-def counters(worker: WorkerProcess) -> dict[str, float]:
-    """The worker's non-zero counters from /metrics, for a failure's report."""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(worker.base_url + "/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return {}
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if family.type == "counter" and sample.value:
-                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-                out[family.name.removeprefix("dpu_") + (f"{{{labels}}}" if labels else "")] = \
-                    sample.value
-    return out
 
 
 @pytest.mark.settings(session_timeout_s=6)

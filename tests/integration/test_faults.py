@@ -18,7 +18,7 @@ from pipeline.dev.services import Kafka, Postgres, Redis, Service
 from pipeline.dev.worker_process import WorkerProcess
 from pipeline.settings import Settings
 from tests import reference, scenarios
-from tests.integration.conftest import FAULT_TABLE, poll
+from tests.integration.conftest import FAULT_TABLE, counters, poll
 
 N_EVENTS = 4000
 OUTAGE_S = 30
@@ -187,6 +187,8 @@ def test_local_state_deleted_is_restored_from_the_changelogs(pipeline):
     pipeline.worker.stop()
     shutil.rmtree(pipeline.settings.store_dir)
     pipeline.restart().wait_ready(timeout=180)
+    # Restored a fetch at a time (pipeline.bulk_restore), not record by record.
+    assert counters(pipeline.worker).get("changelog_records_restored", 0) > 0
     pipeline.publish(sc.waves[2])  # counted on top of the restored state
     verify(pipeline, sc, exp, [pipeline.worker],
            ("local table stores deleted", "1 stop + rm -rf state", 0))
