@@ -32,6 +32,8 @@ SPACE_COUNTS = "space-counts"
 """Output: every change of a space count (attributions and resets), key ``space_id``."""
 
 ALL = (EVENTS, PLACEMENTS, RESETS, DEAD_LETTER, SPACE_DELTAS, TELEMETRY, SPACE_COUNTS)
+INPUTS = (EVENTS, PLACEMENTS, RESETS)
+"""The topics other producers write to; the others only the workers' (never transactional)."""
 
 TABLES = ("dpus", "dpu-days", "event-ids", "spaces", "space-days", "daily-resets")
 """The worker's Faust tables; each has a compacted changelog topic."""
