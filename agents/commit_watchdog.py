@@ -14,7 +14,7 @@ from pipeline.app import app, cfg, timer
 from pipeline.faust_fixes import record_gap, stalled_partitions, suspected_gaps
 from pipeline.metrics import metrics
 from pipeline.progress import MARKER_SCAN, committed_reader, offsets_between
-from pipeline.stalls import PartitionView, Watch, standing_still
+from pipeline.stalls import PartitionView, Watch, after_reading_through, standing_still
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ async def commit_watchdog() -> None:
     ranges = {tp: (committed, low) for tp, (committed, low) in stalled.items()
               if watch.gaps.get(tp) == (committed, low)}
     watch.gaps = stalled
-    if any(sink.stats.last_error for sink in SINKS):
+    if any(sink.stats.last_error or sink.stats.writing for sink in SINKS):
         still = []  # a sink waits for its database: commits stand still for a reason
     else:
         still = standing_still(partition_views(consumer), watch)
@@ -104,11 +104,11 @@ async def commit_watchdog() -> None:
         for start, end in gaps:
             if empty(tp, start, end):
                 record_gap(consumer, tp, start, end)
-    for tp, (start, end) in ranges.items():
-        if empty(tp, start, end):  # transaction markers only: nothing to read again
-            if tp in stalled:
-                record_gap(consumer, tp, start, end)
-            continue
+    markers, read_again = after_reading_through(ranges, found, consumer._committed_offset,
+                                                stalled)
+    for tp, start, end in markers:  # transaction markers only: nothing to read again
+        record_gap(consumer, tp, start, end)
+    for tp, start in read_again:
         log.warning("commits of %s stalled at %d (%s): reading it again from there",
                     tp, start, why[tp])
         metrics.commit_stalls.inc()

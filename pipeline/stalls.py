@@ -75,3 +75,25 @@ def standing_still(views: dict, watch: Watch) -> list:
             watch.reread_above[tp] = view.high
     watch.still, watch.quiet = seen, (state, quiet_ticks)
     return out
+
+
+def after_reading_through(ranges: dict, found: dict, committed_now: dict,
+                          stalled: dict) -> tuple[list, list]:
+    """What to do with each range read through: ``(gaps, read_again)``.
+
+    ``ranges``: per partition the ``(start, end)`` decided on at the tick, ``start`` its
+    committed offset then; ``found``: the offsets of the records in it; ``committed_now``: the
+    committed offsets after the reading. A range of transaction markers only is a gap where
+    acknowledgements wait for it (``stalled``); a partition committed past ``start`` while the
+    range was read was not stalled after all (a slow database write held its sink's
+    acknowledgements): reading it again from ``start`` would redo everything since. The rest
+    is read again.
+    """
+    gaps, read_again = [], []
+    for tp, (start, end) in ranges.items():
+        if not any(start <= offset < end for offset in found.get(tp, ())):
+            if tp in stalled:
+                gaps.append((tp, start, end))
+        elif committed_now.get(tp) == start:
+            read_again.append((tp, start))
+    return gaps, read_again

@@ -88,6 +88,8 @@ class SinkStats:
     """Input records refused for good and filed in ``dpu_rejects``."""
     last_rejected: str | None = None
     """Why the latest one was refused."""
+    writing: bool = False
+    """A write is under way (a slow database holds the sink's acknowledgements meanwhile)."""
 
 
 class PermanentFailure(Exception):
@@ -156,6 +158,7 @@ class BatchingSink(ABC, Generic[Row]):
         backoff = self.initial_backoff_s
         while True:
             started = time.perf_counter()
+            self.stats.writing = True
             try:
                 await write(rows)
             except asyncio.CancelledError:
@@ -171,6 +174,8 @@ class BatchingSink(ABC, Generic[Row]):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue
+            finally:
+                self.stats.writing = False
             metrics.sink_write_seconds.labels(self.name).observe(time.perf_counter() - started)
             self.stats.last_error = None
             return

@@ -2,7 +2,7 @@
 
 from aiokafka import TopicPartition
 
-from pipeline.stalls import STILL_TICKS, PartitionView, Watch, standing_still
+from pipeline.stalls import STILL_TICKS, PartitionView, Watch, after_reading_through, standing_still
 
 DELTAS = [TopicPartition("space-deltas", p) for p in range(2)]
 EVENTS = TopicPartition("dpu-events", 0)
@@ -69,3 +69,24 @@ def test_records_queued_before_a_reread_do_not_trigger_another():
 def test_a_commit_that_moves_is_never_read_again():
     moving = [{DELTAS[0]: PartitionView(100 + i, 500, (100 + i, 120 + i))} for i in range(10)]
     assert ticks(Watch(), moving) == [[]] * 10
+
+
+def test_a_range_of_markers_only_is_a_gap_and_not_read_again():
+    markers, again = after_reading_through({EVENTS: (10, 12)}, {EVENTS: {12}}, {EVENTS: 10},
+                                           stalled={EVENTS: (10, 12)})
+    assert markers == [(EVENTS, 10, 12)] and again == []
+
+
+def test_a_partition_still_committed_where_it_stood_is_read_again():
+    markers, again = after_reading_through({DELTAS[0]: (100, 600)}, {DELTAS[0]: {100, 101}},
+                                           {DELTAS[0]: 100}, stalled={})
+    assert markers == [] and again == [(DELTAS[0], 100)]
+
+
+def test_a_partition_committed_while_its_range_was_read_is_left_alone():
+    # The sink's write was slow, not lost: by the time the range was read its batch had been
+    # committed, and reading again from the old head would redo everything since.
+    markers, again = after_reading_through({DELTAS[0]: (109, 609)},
+                                           {DELTAS[0]: set(range(109, 207))},
+                                           {DELTAS[0]: 207}, stalled={})
+    assert markers == [] and again == []
