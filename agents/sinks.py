@@ -188,7 +188,8 @@ def _ms(message: Message):
 
 def source_of(message: Message, raw: Any = None) -> RejectSource:
     return RejectSource(message.topic, message.partition, message.offset,
-                        message.value or b"" if raw is None else raw, _ms(message))
+                        message.value or b"" if raw is None else raw, _ms(message),
+                        log_key(message.key))
 
 
 def add_rows(source: Source, build: Callable[[], Rows], refused_to: BatchingSink) -> None:
@@ -214,8 +215,8 @@ def each_value(message: Message, build: Callable[[Any, tuple[int, int]], Rows],
         refused_to.add_refused(source_of(message), f"could not be read: {describe(exc)}")
         return
     base, offset = source_of(message), message.offset
-    for i, (_, value) in enumerate(pairs):
-        add_rows((base, value), lambda: build(value, (offset, i)), refused_to)
+    for i, (key, value) in enumerate(pairs):
+        add_rows((base, value, key), lambda: build(value, (offset, i)), refused_to)
 
 
 def telemetry_rows(t: dict, ver: tuple[int, int]) -> Rows:

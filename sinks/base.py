@@ -45,18 +45,21 @@ class RejectSource:
     JSON-able value encoded only when it is filed (one item of a grouped message)."""
     kafka_ts: datetime | None = None
     """The record's Kafka timestamp."""
+    key: str | None = None
+    """The record's key as ``dpu_rejects.record_key`` keeps it (for one value of a grouped
+    message, the value's own key)."""
 
 
-Source = Union[RejectSource, tuple[RejectSource, Any], None]
+Source = Union[RejectSource, tuple[RejectSource, Any, Any], None]
 """Where an input record came from: its Kafka record, or for one value of a grouped message
-``(the message's source, the value)``, made a :class:`RejectSource` only if it is filed
+``(the message's source, the value, its key)``, made a :class:`RejectSource` only if it is filed
 (``resolved``); None when it cannot be filed (it is logged then)."""
 
 
 def resolved(source: Source) -> RejectSource | None:
     if isinstance(source, tuple):
-        message, value = source
-        return replace(message, raw=value)
+        message, value, key = source
+        return replace(message, raw=value, key=key if isinstance(key, str) else None)
     return source
 
 
@@ -226,5 +229,5 @@ def printable(text: str) -> str:
 def reject_rows(sources: Sequence[tuple[RejectSource, str]]) -> list[tuple]:
     """Rows of ``dpu_rejects`` for refused records."""
     return [(s.topic, s.partition, s.offset, printable(reason),
-             s.raw if isinstance(s.raw, bytes) else orjson.dumps(s.raw), s.kafka_ts)
+             s.raw if isinstance(s.raw, bytes) else orjson.dumps(s.raw), s.kafka_ts, s.key)
             for s, reason in sources]

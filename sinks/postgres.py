@@ -39,7 +39,7 @@ class CopyMerge:
 
 
 REJECT = ("INSERT INTO dpu_rejects (source_topic, source_partition, source_offset, reason, raw, "
-          "kafka_ts) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
+          "kafka_ts, record_key) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
 """Files one refused input record (the first reason given for a record is kept)."""
 
 

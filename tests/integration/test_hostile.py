@@ -286,11 +286,13 @@ def test_a_row_postgresql_refuses_is_filed_and_the_rest_written(pipeline):
     ids = [f"sink-{i}" for i in range(50)]
     ids[17] = "sink-\x00-17"
     for i, dpu in enumerate(ids):
-        sink.add(("log", (dpu,)), RejectSource("dpu-events", 3, 1000 + i, dpu.encode()))
+        sink.add(("log", (dpu,)), RejectSource("dpu-events", 3, 1000 + i, dpu.encode(),
+                                               key=f"key-{i}"))
     asyncio.run(sink.flush())
     written = {d for (d,) in pipeline.sql("SELECT dpu_id FROM dpus WHERE dpu_id LIKE %s",
                                           ("sink-%",))}
     assert written == set(ids) - {ids[17]}
-    filed = pipeline.sql("SELECT source_offset, reason, raw FROM dpu_rejects")
-    assert [(o, bytes(raw)) for o, _, raw in filed] == [(1017, ids[17].encode())]
+    filed = pipeline.sql("SELECT source_offset, reason, raw, record_key FROM dpu_rejects")
+    assert [(o, bytes(raw), key) for o, _, raw, key in filed] == [(1017, ids[17].encode(),
+                                                                   "key-17")]
     assert "NUL" in filed[0][1] and sink.stats.rejected == 1
