@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import psycopg
@@ -21,8 +22,15 @@ async def reconcile_space_counts() -> None:
             _connection[:] = [await psycopg.AsyncConnection.connect(
                 cfg.database_url, connect_timeout=5, application_name="dpu-reconcile",
                 autocommit=True)]
-        while await reconcile_round(_connection[0]):
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            if not await reconcile_round(_connection[0]):
+                break
             metrics.reconcile_rounds.inc()
+            # As long again to the live pipeline: a backlog of rounds (after a burst, every
+            # space dirty) keeps the database at most half busy with it, not the whole time.
+            await asyncio.sleep(loop.time() - started)
     except psycopg.Error as exc:  # the database is down: try again next tick
         log.warning("reconciliation skipped: %s", (str(exc).strip().splitlines() or [""])[0])
         if _connection:
