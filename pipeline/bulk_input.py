@@ -205,29 +205,26 @@ async def drain(self: Consumer, fetcher, bulk: BulkInput) -> None:  # pragma: no
                 self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                 r_offset = get_read_offset(tp)
                 acks = acks_enabled_for(tp.topic)
-                if tp.topic in bulk_topics:
+                in_bulk = tp.topic in bulk_topics
+                if in_bulk or (tp.topic in changelogs and bulk_restore.restoring(self.app, tp)):
+                    # A fetched partition at a time: to its bulk subscribers, or restored into
+                    # its table in one batch.
                     messages = [to_message(tp, r) for r in fetched
                                 if r_offset is None or r.offset >= r_offset]
                     if not messages:
                         continue
-                    previous = r_offset
-                    for message in messages:
-                        if acks and previous and message.offset - previous > 1:
-                            await self._add_gap(tp, previous + 1, message.offset)
-                        previous = message.offset
-                    await _commit_if_due(self)
-                    await self.wait_first(bulk.deliver(self, messages),
-                                          self.suspend_flow.wait())
+                    if in_bulk:
+                        previous = r_offset
+                        for message in messages:
+                            if acks and previous and message.offset - previous > 1:
+                                await self._add_gap(tp, previous + 1, message.offset)
+                            previous = message.offset
+                        await _commit_if_due(self)
+                        handed = bulk.deliver(self, messages)
+                    else:
+                        handed = bulk_restore.restore(self.app, tp, messages, callback)
+                    await self.wait_first(handed, self.suspend_flow.wait())
                     set_read_offset(tp, messages[-1].offset)
-                    continue
-                if tp.topic in changelogs and bulk_restore.restoring(self.app, tp):
-                    messages = [to_message(tp, r) for r in fetched
-                                if r_offset is None or r.offset >= r_offset]
-                    if messages:
-                        await self.wait_first(
-                            bulk_restore.restore(self.app, tp, messages, callback),
-                            self.suspend_flow.wait())
-                        set_read_offset(tp, messages[-1].offset)
                     continue
                 for record in fetched:
                     offset = record.offset
