@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import orjson
+import rocksdict
 from faust.streams import _current_event
 
 from tables.fenced import EPOCH_HEADER, Epochs
@@ -73,6 +74,13 @@ def get(table, partition: int, key: bytes) -> bytes | None:
         return store._get(key) if _rocksdb(store) else store.data.get(key)
 
 
+def _write_batch(store):
+    """A RocksDB write batch for ``store``, or None when it is not a rocksdict store."""
+    if not (_rocksdb(store) and getattr(store, "use_rocksdict", False)):
+        return None
+    return rocksdict.WriteBatch(raw_mode=True)
+
+
 def put(table, partition: int, key: bytes, value: bytes | None) -> None:
     """Write (or with None delete) ``key`` in the local store of ``partition``."""
     store = table.data
@@ -98,10 +106,24 @@ class ChangelogWriter:
         """The aiokafka producer the changelog batches go through."""
         self._builders: dict[tuple[str, int], list] = {}
         """Kafka batches being filled, per (table, partition), with their record counts."""
+        self._local: dict[tuple[str, int], Any] = {}
+        """RocksDB write batches being filled, per (table, partition) (see ``write_local``)."""
 
     def put(self, table: str, partition: int, key: bytes, value: bytes | None) -> None:
-        put(self.tables[table], partition, key, value)
         slot = (table, partition)
+        store = self.tables[table].data
+        if value is None:
+            self.write_local()  # Faust deletes a key from every partition's store, in order
+            put(self.tables[table], partition, key, value)
+        else:
+            if slot not in self._local:
+                self._local[slot] = _write_batch(store)
+            local = self._local[slot]
+            if local is None:
+                put(self.tables[table], partition, key, value)
+            else:
+                local.put(key, value)
+                store._key_index[key] = partition  # as Faust's own ``_set``
         builders = self._builders.get(slot)
         if builders is None:
             topic = self.tables[table].changelog_topic.get_topic_name()
@@ -117,6 +139,14 @@ class ChangelogWriter:
                 raise ValueError(f"a value of {len(value or b'')} bytes for table {table} "
                                  "does not fit in a Kafka batch")
         entry[1] += 1
+
+    def write_local(self) -> None:
+        """Apply the local writes batched so far: one RocksDB write per store and partition
+        instead of one per key (each its own WAL append)."""
+        for (table, partition), local in self._local.items():
+            if local is not None:
+                self.tables[table].data._db_for_partition(partition).write(local)
+        self._local.clear()
 
     async def send(self) -> "asyncio.Future[None]":
         """Submit every batch built so far. The future returned is done once Kafka has
@@ -135,6 +165,7 @@ class ChangelogWriter:
     def discard(self) -> None:
         """Forget batches not yet submitted (their local writes are dropped by a restore)."""
         self._builders.clear()
+        self._local.clear()
 
     async def _acknowledged(self, sent: list) -> None:
         for table, future, n in sent:
@@ -202,6 +233,7 @@ class TableCache:
                 done.append(slot)
         for slot in done:
             del self._dirty[slot]
+        self.writer.write_local()
 
     def discard(self) -> None:
         """Forget every value kept and every change not yet written: the batch was given up
