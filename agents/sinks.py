@@ -123,9 +123,7 @@ resets_sink = PostgresSink("space_resets", cfg.database_url, {
     "space": REGISTER["space"],
     "reset": "INSERT INTO space_resets (space_id, at, count) VALUES (%s, %s, %s) "
              "ON CONFLICT (space_id, at) DO UPDATE SET count = excluded.count",
-    "dirty": "INSERT INTO space_dirty (space_id, since) VALUES (%s, %s) ON CONFLICT (space_id) "
-             "DO UPDATE SET since = LEAST(space_dirty.since, excluded.since), "
-             "n = space_dirty.n + 1",
+    "dirty": "INSERT INTO space_dirty (space_id, since) VALUES (%s, %s) " + MARK_DIRTY,
     "daily": "INSERT INTO space_daily_resets (space_id, local_time, tz, count, since) "
              "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (space_id) DO UPDATE SET local_time = "
              "excluded.local_time, tz = excluded.tz, count = excluded.count, "
