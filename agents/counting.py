@@ -271,7 +271,9 @@ async def count_in_batches(name: str, records, handle, placement_of=no_placement
     batch (a segment holding a placement excepted): the batch is acknowledged when it comes.
     """
     # A broker restart must not fail a batch: retried as long as Faust's own producer does.
-    producer = await start_producer(cfg, app.conf.producer_request_timeout)
+    # No linger: a batch hands all its sends over before the sender runs, so they share a
+    # request anyway, and each of a batch's awaited writes would wait for it.
+    producer = await start_producer(cfg, app.conf.producer_request_timeout, linger_ms=0)
     writer = ChangelogWriter(TABLES, EPOCHS, lambda: producer)
     db, outbox = TableCache(TABLES, writer), Outbox(Partitioner(cfg.partitions))
     written: list[asyncio.Future] = []

@@ -27,11 +27,13 @@ def route(record: Record) -> tuple[str, str]:
     return RESETS, record.space_id
 
 
-async def start_producer(settings: Settings, request_timeout_s: float = 15) -> AIOKafkaProducer:
+async def start_producer(settings: Settings, request_timeout_s: float = 15,
+                         linger_ms: int = 5) -> AIOKafkaProducer:
     """A started producer; a record not acknowledged within ``request_timeout_s`` fails (its
-    sends are retried until then, through a broker restart if it is short enough)."""
+    sends are retried until then, through a broker restart if it is short enough).
+    ``linger_ms``: how long a send waits for others to share its produce request."""
     producer = AIOKafkaProducer(**client_options(settings), acks="all",
-                                enable_idempotence=True, linger_ms=5,
+                                enable_idempotence=True, linger_ms=linger_ms,
                                 max_batch_size=256 * 1024,
                                 request_timeout_ms=int(request_timeout_s * 1000))
     try:

@@ -76,7 +76,7 @@ class Settings:
     """Longest time a sink holds a non-empty batch before writing it."""
     count_batch_size: int = 5000
     """Most records a counting agent takes in one batch."""
-    count_batch_s: float = 0.02
+    count_batch_s: float = 0.01
     """Longest time a counting agent waits to fill a batch (bounds the realtime latency)."""
     commit_interval_s: float = 0.5
     """How often the worker commits consumer offsets."""
