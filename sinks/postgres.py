@@ -67,7 +67,7 @@ class PostgresSink(BatchingSink[Statement]):
         """Statements whose effect a row with the same parameters can only repeat (registry
         inserts): run once per parameters while this sink lives."""
         self._done: dict[str, set] = {key: set() for key in once if key in statements}
-        self._copy_rows = {key: CopyRow(s.types) for key, s in statements.items()
+        self._copy_rows = {key: CopyRow(s.types).encode for key, s in statements.items()
                            if isinstance(s, CopyMerge)}
         self._conn: psycopg.AsyncConnection | None = None
 

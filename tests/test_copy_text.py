@@ -20,3 +20,14 @@ def test_instants_are_utc_with_microseconds():
     assert at(us) == "2026-03-05 10:00:01.000250+00"
     assert at(us + 1) == "2026-03-05 10:00:01.000251+00", "the second's text is kept"
     assert at(MAX_US) == iso(MAX_US).replace("T", " ").replace(".000Z", ".000000+00")
+
+
+def test_a_row_of_the_wrong_length_is_refused_not_cut():
+    encode = CopyRow(("text", "int")).encode
+    assert encode(("a", 1)) == b"a\t1\n"
+    for row in (("a",), ("a", 1, 2)):
+        try:
+            encode(row)
+        except ValueError:
+            continue
+        raise AssertionError(f"{row} was encoded")
