@@ -151,6 +151,7 @@ class ChangelogWriter:
     async def send(self) -> "asyncio.Future[None]":
         """Submit every batch built so far. The future returned is done once Kafka has
         acknowledged them all and each store recorded the changelog offset it holds."""
+        self.write_local()  # the local stores never lag behind what their changelogs get
         sent = []
         producer = self.producer()
         for (table, partition), builders in self._builders.items():
