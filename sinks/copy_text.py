@@ -59,8 +59,8 @@ class CopyRow:
     (an instant, as ``timestamptz``), ``bytea``, ``json`` (JSON text, for ``jsonb``).
 
     The encoder is one function generated for the types (as ``collections.namedtuple`` does):
-    a row is encoded in about 70 % of the time a loop over per-column encoders took, and the
-    sinks encode several rows per event. A row of the wrong length raises ``ValueError``."""
+    a row is encoded in about three quarters of the time a loop over per-column encoders took,
+    and the sinks encode several rows per event. A row of the wrong length raises ``ValueError``."""
 
     def __init__(self, types: Sequence[str]) -> None:
         self.types = tuple(types)
