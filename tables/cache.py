@@ -222,7 +222,8 @@ class TableCache:
         return bool(self._dirty)
 
     def write(self, phase: frozenset[str]) -> None:
-        """Write the changed values of ``phase``'s tables (sent by ``writer.send``)."""
+        """Hand the changed values of ``phase``'s tables to the writer (``writer.send`` writes
+        them to the local stores and sends them to the changelogs)."""
         put = self.writer.put
         done = []
         for slot, partition in self._dirty.items():
@@ -234,7 +235,6 @@ class TableCache:
                 done.append(slot)
         for slot in done:
             del self._dirty[slot]
-        self.writer.write_local()
 
     def discard(self) -> None:
         """Forget every value kept and every change not yet written: the batch was given up
