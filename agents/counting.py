@@ -28,6 +28,7 @@ from pipeline import topics
 from pipeline.topics import Partitioner
 from pipeline.app import app, cfg, timer
 from pipeline.bulk_input import Batch, bulk_input
+from pipeline.jsonbytes import dumps_kept
 from pipeline.messages import json_arrays
 from pipeline.metrics import metrics
 from pipeline.inputs import kafka_us, read_event, read_placement, read_reset, record_key
@@ -82,7 +83,7 @@ class Outbox:
         self.counted = self.duplicates = self.redelivered = 0
 
     def add(self, outcome: counting.Outcome) -> None:
-        groups, partition_of, dumps = self.groups, self.partition_of, orjson.dumps
+        groups, partition_of, dumps = self.groups, self.partition_of, dumps_kept
         for out in outcome.out:
             group = (out.topic, partition_of(out.key))
             values = groups.get(group)
@@ -103,7 +104,7 @@ class Outbox:
         values = self.groups.get(group)
         if values is None:
             values = self.groups[group] = []
-        values.append(orjson.dumps((None, {
+        values.append(dumps_kept((None, {
             "k": "log", "p": message.partition, "o": message.offset, "kts": kafka_us(message),
             "key": log_key(message.key), "raw": text, "b64": b64})))
 

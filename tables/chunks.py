@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from pipeline.jsonbytes import dumps_kept
+
 if TYPE_CHECKING:
     from tables.store import Store
 
@@ -41,7 +43,7 @@ class Chunk:
             if len(self._encoded) == index:
                 # Encoded now, while the new item is in the CPU's cache: encoding items made
                 # many batches ago cost ten times more (their memory long evicted).
-                self._encoded.append(orjson.dumps(item))
+                self._encoded.append(dumps_kept(item))
 
     def to_bytes(self) -> bytes:
         encoded, items = self._encoded, self.items
@@ -50,7 +52,7 @@ class Chunk:
             # call, not one per item.
             return orjson.dumps(items)
         for i in range(len(encoded), len(items)):
-            encoded.append(orjson.dumps(items[i]))
+            encoded.append(dumps_kept(items[i]))
         return b"[" + b",".join(encoded) + b"]"
 
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any, Hashable, Iterable
 
 import orjson
 
+from pipeline.jsonbytes import dumps_kept
 from pipeline.models import Placement, SpaceSign
 from pipeline.timeutil import day_of
 
@@ -89,7 +90,7 @@ class PlacementHistory:
 
     def encoded(self) -> orjson.Fragment:
         if self._encoded is None:
-            self._encoded = orjson.Fragment(orjson.dumps(self.to_value()))
+            self._encoded = orjson.Fragment(dumps_kept(self.to_value()))
         return self._encoded
 
     @classmethod
