@@ -219,6 +219,8 @@ class Workers:
                                         state_dir=settings.state_dir / f"worker-{i}")
                          for i in range(n)]
         self.procs: list[WorkerProcess] = []
+        self._peak_rss_mib = 0.0
+        """The highest peak RSS of the workers stopped so far."""
 
     def start(self, log_name: str, timeout: float) -> WorkerProcess:
         """Start every worker, wait until each is ready; the first answers the realtime view."""
@@ -229,6 +231,8 @@ class Workers:
 
     def stop(self) -> None:
         for proc in self.procs:
+            if proc.proc is not None and proc.proc.poll() is None:
+                self._peak_rss_mib = max(self._peak_rss_mib, peak_rss_mib(proc.proc.pid))
             proc.stop()
 
     def drop_stores(self) -> None:
@@ -238,7 +242,11 @@ class Workers:
             shutil.rmtree(s.store_dir, ignore_errors=True)
 
     def peak_rss_mib(self) -> float:
-        return max(peak_rss_mib(proc.proc.pid) for proc in self.procs)
+        """The highest RSS any worker of the run reached: the ones counting end to end
+        (stopped before the rebuild) as well as the running ones."""
+        running = [peak_rss_mib(p.proc.pid) for p in self.procs
+                   if p.proc is not None and p.proc.poll() is None]
+        return max([self._peak_rss_mib, *running])
 
 
 def run_bench(base: Settings, size: BenchSize, say: Callable[[str], None],
