@@ -27,7 +27,7 @@ import rocksdict
 from faust.streams import _current_event
 
 from tables.fenced import EPOCH_HEADER, Epochs
-from tables.store import decode, to_bytes
+from tables.store import decode, settled, to_bytes
 
 LOGS = frozenset({"dpu-days", "event-ids", "space-days", "daily-resets"})
 """Tables whose slots a state value points into (written first)."""
@@ -177,7 +177,8 @@ class ChangelogWriter:
 
 class TableCache:
     """The tables as a :class:`tables.store.Store`: values decoded once, kept across batches,
-    and each changed key written once per batch (see the module)."""
+    and each changed key written once per batch (see the module). Values no batch is likely to
+    read again (``tables.store.settled``) are dropped once written."""
 
     def __init__(self, tables: dict[str, Any], writer: ChangelogWriter,
                  max_values: int = 200_000) -> None:
@@ -233,8 +234,11 @@ class TableCache:
                 put(table, partition, key.encode(),
                     None if value is None else to_bytes(table, value))
                 done.append(slot)
+        values = self._values
         for slot in done:
             del self._dirty[slot]
+            if settled(slot[0], values[slot]):
+                del values[slot]  # in the store once ``writer.send`` ran, if ever needed
 
     def discard(self) -> None:
         """Forget every value kept and every change not yet written: the batch was given up

@@ -45,9 +45,13 @@ class Chunk:
                 # many batches ago cost ten times more (their memory long evicted).
                 self._encoded.append(dumps_kept(item))
 
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= CHUNK
+
     def to_bytes(self) -> bytes:
         encoded, items = self._encoded, self.items
-        if not encoded and len(items) >= CHUNK:
+        if not encoded and self.full:
             # Full (no item will be added), none encoded yet (a rebuild makes them so): one
             # call, not one per item.
             return orjson.dumps(items)

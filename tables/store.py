@@ -22,6 +22,14 @@ VALUE_TYPES = {"dpus": DpuState, "spaces": SpaceState, "dpu-days": Chunk, "space
 """Tables whose values are objects (``from_value``, ``to_value``, ``to_bytes``)."""
 
 
+def settled(table: str, value: Any) -> bool:
+    """Whether a value just written is unlikely to be read again soon: a full day-log chunk
+    (appends go to the next one) or an event id's first source (read again by a duplicate
+    only). A cache that drops these once written keeps what the fleet needs, not what its
+    events added up to."""
+    return table == "event-ids" or (isinstance(value, Chunk) and value.full)
+
+
 class Store(Protocol):
     def load(self, table: str, key: str) -> Any:
         """The value of ``key`` (an object for the tables of ``VALUE_TYPES``), or None."""
