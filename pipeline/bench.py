@@ -231,7 +231,7 @@ class Workers:
 
     def stop(self) -> None:
         for proc in self.procs:
-            if proc.proc is not None and proc.proc.poll() is None:
+            if proc.running:
                 self._peak_rss_mib = max(self._peak_rss_mib, peak_rss_mib(proc.proc.pid))
             proc.stop()
 
@@ -244,8 +244,7 @@ class Workers:
     def peak_rss_mib(self) -> float:
         """The highest RSS any worker of the run reached: the ones counting end to end
         (stopped before the rebuild) as well as the running ones."""
-        running = [peak_rss_mib(p.proc.pid) for p in self.procs
-                   if p.proc is not None and p.proc.poll() is None]
+        running = [peak_rss_mib(p.proc.pid) for p in self.procs if p.running]
         return max([self._peak_rss_mib, *running])
 
 

@@ -56,8 +56,13 @@ class WorkerProcess:
             time.sleep(0.3)
         raise RuntimeError(f"worker not ready after {timeout:.0f}s; see {self.log_path}")
 
+    @property
+    def running(self) -> bool:
+        """Started, and not exited yet."""
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self, timeout: float = 30) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if not self.running:
             return
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -66,6 +71,6 @@ class WorkerProcess:
             self.kill()
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.running:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
