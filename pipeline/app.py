@@ -8,7 +8,7 @@ import logging
 import faust
 
 from pipeline import bulk_input
-from pipeline.faust_fixes import (back_off_failed_metadata_updates,
+from pipeline.faust_fixes import (back_off_failed_metadata_updates, bounded_fetch_wait,
                                   commit_only_past_acknowledged_heads, flush_until_sent,
                                   ignore_acks_from_earlier_generations,
                                   keep_newer_committed_offsets, no_gaps_from_fetch_jumps,
@@ -25,6 +25,7 @@ no_gaps_from_fetch_jumps()
 ignore_acks_from_earlier_generations()
 record_heartbeats()
 back_off_failed_metadata_updates()
+bounded_fetch_wait(cfg.fetch_max_wait_s)
 verify_relied_on()
 bulk_input.install()
 

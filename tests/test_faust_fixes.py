@@ -94,3 +94,16 @@ def test_a_metadata_update_that_reaches_no_broker_backs_off():
         return n
 
     assert asyncio.run(failed_updates(0.5)) <= 6  # about 5 at 100 ms each, not thousands
+
+
+def test_the_worker_consumer_fetches_with_the_configured_wait():
+    """Faust creates its consumer with a fixed 1.5 s fetch wait; a partition left out of the
+    fetch in flight waited that long behind quiet ones."""
+    from pipeline.app import app, cfg
+
+    async def created_wait() -> int:
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        return consumer._fetch_max_wait_ms
+
+    assert cfg.fetch_max_wait_s < 1.5
+    assert asyncio.run(created_wait()) == round(cfg.fetch_max_wait_s * 1000)
