@@ -9,7 +9,7 @@ import psycopg
 
 from pipeline.app import cfg, timer
 from pipeline.metrics import metrics
-from pipeline.reconcile import reconcile_round
+from pipeline.reconcile import pause_after, reconcile_round
 
 log = logging.getLogger(__name__)
 _connection: list[psycopg.AsyncConnection] = []
@@ -28,9 +28,9 @@ async def reconcile_space_counts() -> None:
             if not await reconcile_round(_connection[0]):
                 break
             metrics.reconcile_rounds.inc()
-            # As long again to the live pipeline: a backlog of rounds (after a burst, every
-            # space dirty) keeps the database at most half busy with it, not the whole time.
-            await asyncio.sleep(loop.time() - started)
+            # A backlog of rounds (during a burst, every space dirty) keeps the database busy
+            # for at most its share of the time; fewer rounds also merge more marks each.
+            await asyncio.sleep(pause_after(loop.time() - started, cfg.reconcile_share))
     except psycopg.Error as exc:  # the database is down: try again next tick
         log.warning("reconciliation skipped: %s", (str(exc).strip().splitlines() or [""])[0])
         if _connection:

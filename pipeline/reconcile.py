@@ -20,6 +20,12 @@ MARK_DIRTY = ("ON CONFLICT (space_id) DO UPDATE SET since = LEAST(space_dirty.si
 instant and counts the times it was set, so a round can tell it was set again meanwhile."""
 
 
+def pause_after(round_s: float, share: float) -> float:
+    """The pause after a round of ``round_s`` seconds that leaves the reconciler ``share`` of
+    the time (``Settings.reconcile_share``)."""
+    return round_s * (1 - share) / share
+
+
 async def reconcile_round(conn: psycopg.AsyncConnection, max_spaces: int = 200) -> int:
     """One round over up to ``max_spaces`` dirty spaces; returns how many it recomputed.
 

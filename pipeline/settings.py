@@ -90,10 +90,18 @@ class Settings:
     min_insync_replicas: int = 1
     """``min.insync.replicas`` of those topics: with ``acks=all``, writes fail rather than land
     on fewer replicas."""
+    reconcile_share: float = 0.2
+    """Most of the database's time the reconciler takes while a backlog lasts: after each round
+    it pauses long enough for the live sinks to have the rest."""
     silent_after_s: float = 3600.0
     """A DPU whose latest event is older than this is ``silent`` in sensor health."""
     kafka_extra: Mapping[str, str] = field(default_factory=dict)
     """``DPU_KAFKA_*`` passthrough settings (SASL/TLS), lower-cased without the prefix."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.reconcile_share <= 1:
+            raise SettingsError("DPU_RECONCILE_SHARE must be more than 0 and at most 1, got "
+                                f"{self.reconcile_share!r}")
 
     def topic(self, name: str) -> str:
         """The full name of a pipeline topic."""
@@ -143,6 +151,7 @@ class Settings:
             "DPU_SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "DPU_REPLICATION_FACTOR": str(self.replication_factor),
             "DPU_MIN_INSYNC_REPLICAS": str(self.min_insync_replicas),
+            "DPU_RECONCILE_SHARE": str(self.reconcile_share),
             "DPU_SILENT_AFTER_S": str(self.silent_after_s),
         }
         env.update({f"DPU_KAFKA_{k.upper()}": v for k, v in self.kafka_extra.items()})
@@ -177,6 +186,7 @@ class Settings:
             session_timeout_s=_float(env, "DPU_SESSION_TIMEOUT_S", d.session_timeout_s),
             replication_factor=_int(env, "DPU_REPLICATION_FACTOR", d.replication_factor),
             min_insync_replicas=_int(env, "DPU_MIN_INSYNC_REPLICAS", d.min_insync_replicas),
+            reconcile_share=_float(env, "DPU_RECONCILE_SHARE", d.reconcile_share),
             silent_after_s=_float(env, "DPU_SILENT_AFTER_S", d.silent_after_s),
             kafka_extra={
                 k[len("DPU_KAFKA_"):].lower(): v
