@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from functools import partial
 from typing import Any, Callable, Iterable
 
 import orjson
@@ -25,7 +26,7 @@ from pipeline.inputs import kafka_us, read_placement, read_reset
 from pipeline.models import DailyReset, Placement, Reject, Reset
 from pipeline.reconcile import MARK_DIRTY
 from pipeline.timeutil import clamped, from_us, now_us
-from sinks.base import BatchingSink, RejectSource, Source, describe, printable
+from sinks.base import BatchingSink, Item, RejectSource, Source, describe, printable
 from sinks.postgres import CopyMerge, PostgresSink
 from sinks.redis_mirror import RedisMirror, dpu_change, space_change
 
@@ -206,15 +207,50 @@ def each_value(message: Message, build: Callable[[Any, tuple[int, int]], Rows],
                refused_to: BatchingSink) -> None:
     """The ``[key, value]`` pairs a grouped message holds, each value an input record of its
     own (filed alone, with the message's source, if its rows cannot be built or written).
-    ``build`` gets the value and its version for the Redis mirror (``sinks.redis_mirror``)."""
+    ``build`` gets the value and its version for the Redis mirror (``sinks.redis_mirror``).
+
+    The rows of all values go to each sink as one item that the sink splits per value only
+    if the database refuses it (``sinks.base.Item.split``): an item, a source and a closure
+    per value, and every decoded value kept until written, cost a third of the sinks' time."""
     try:
         pairs = orjson.loads(message.value)
     except orjson.JSONDecodeError as exc:
         refused_to.add_refused(source_of(message), f"could not be read: {describe(exc)}")
         return
+    offset = message.offset
+    grouped: dict[BatchingSink, list] = {}
+    try:
+        for i, (key, value) in enumerate(pairs):
+            for sink, rows in build(value, (offset, i)):
+                if sink in grouped:
+                    grouped[sink] += rows
+                else:
+                    grouped[sink] = list(rows)
+    except Exception:  # a value whose rows cannot be built: each value on its own
+        base = source_of(message)
+        for i, (key, value) in enumerate(pairs):
+            add_rows((base, value, key), lambda: build(value, (offset, i)), refused_to)
+        return
+    base = source_of(message)
+    for sink, rows in grouped.items():
+        sink.add_item(rows, base, partial(values_of, message, build, sink))
+
+
+def values_of(message: Message, build: Callable[[Any, tuple[int, int]], Rows],
+              sink: BatchingSink) -> list[Item]:
+    """Each value of a grouped message as an item of its own: its rows for ``sink``, or why
+    they cannot be built."""
     base, offset = source_of(message), message.offset
-    for i, (key, value) in enumerate(pairs):
-        add_rows((base, value, key), lambda: build(value, (offset, i)), refused_to)
+    items: list[Item] = []
+    for i, (key, value) in enumerate(orjson.loads(message.value)):
+        source = (base, value, key)
+        try:
+            parts = build(value, (offset, i))
+        except Exception as exc:
+            items.append(Item([], source, f"could not be read: {describe(exc)}"))
+            continue
+        items.append(Item([row for to, rows in parts if to is sink for row in rows], source))
+    return items
 
 
 def telemetry_rows(t: dict, ver: tuple[int, int]) -> Rows:

@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Generic, Sequence, TypeVar, Union
+from typing import Any, Callable, Generic, Sequence, TypeVar, Union
 
 import orjson
 
@@ -73,6 +73,10 @@ class Item(Generic[Row]):
     """Where the record came from (see ``Source``)."""
     refused: str | None = None
     """Why the record cannot be written at all (its rows could not even be built)."""
+    split: Callable[[], list["Item[Row]"]] | None = None
+    """For the rows of a whole grouped message: the same rows per value, each value an item
+    of its own (its rows as given to ``add_item``), made only when the database refuses the
+    message's rows, so that the value refused is filed alone."""
 
 
 @dataclass
@@ -117,11 +121,24 @@ class BatchingSink(ABC, Generic[Row]):
         """Buffer one row, an input record of its own."""
         self.add_item([row], source)
 
-    def add_item(self, rows: list[Row], source: Source) -> None:
-        """Buffer the rows of one input record."""
-        self._buffer.append(Item(rows, source))
-        self._pending_rows += len(rows)
+    def add_item(self, rows: list[Row], source: Source,
+                 split: Callable[[], list[Item[Row]]] | None = None) -> None:
+        """Buffer the rows of one input record, or with ``split`` (see ``Item.split``) of
+        every value of a grouped message."""
+        for item in self.items(rows, source, split):
+            self._buffer.append(item)
+            self._pending_rows += len(item.rows)
         self.stats.pending = self._pending_rows
+
+    def items(self, rows: list, source: Source,
+              split: Callable[[], list[Item[Row]]] | None = None) -> list[Item[Row]]:
+        """What the sink buffers of rows given to ``add_item``."""
+        return [Item(rows, source, split=split)]
+
+    def each_value(self, split: Callable[[], list[Item[Row]]]) -> list[Item[Row]]:
+        """A grouped message's values (``Item.split``), each an item of its own."""
+        return [item for value in split()
+                for item in ([value] if value.refused else self.items(value.rows, value.source))]
 
     def add_refused(self, source: Source, reason: str) -> None:
         """An input record whose rows could not be built: filed as a reject at the next flush."""
@@ -149,6 +166,11 @@ class BatchingSink(ABC, Generic[Row]):
         try:
             await self._retrying(self.write, [row for item in items for row in item.rows])
         except PermanentFailure as exc:
+            if len(items) == 1 and items[0].split is not None:
+                values = self.each_value(items[0].split)
+                refused.extend((v, v.refused) for v in values if v.refused)
+                await self._write_splitting([v for v in values if not v.refused], refused)
+                return
             if len(items) == 1:
                 refused.append((items[0], str(exc)))
                 return

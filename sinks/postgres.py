@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import psycopg
 
-from sinks.base import BatchingSink, RejectSource, Source, describe, reject_rows
+from sinks.base import BatchingSink, Item, RejectSource, Source, describe, reject_rows
 from sinks.copy_text import CopyRow
 
 Statement = tuple[str, Sequence[Any]]
@@ -20,7 +20,7 @@ class CopyMerge:
 
     COPY moves a large batch in one round trip; ``merge`` (an ``INSERT ... SELECT ... FROM
     <staging> ON CONFLICT ...``) keeps the write idempotent and may update rollups from the rows
-    it actually inserted. Rows are encoded when the sink takes them (``PostgresSink.add_item``).
+    it actually inserted. Rows are encoded when the sink takes them (``PostgresSink.items``).
     """
 
     staging: str
@@ -71,17 +71,21 @@ class PostgresSink(BatchingSink[Statement]):
                            if isinstance(s, CopyMerge)}
         self._conn: psycopg.AsyncConnection | None = None
 
-    def add_item(self, rows: list[Statement], source: Source) -> None:
+    def items(self, rows: list[Statement], source: Source,
+              split: Callable[[], list[Item[Statement]]] | None = None
+              ) -> list[Item[Statement]]:
         """Rows for COPY are encoded now (``sinks.copy_text``), and registry rows already
-        written are left out; a record whose rows cannot be encoded is refused."""
+        written are left out; a record whose rows cannot be encoded is refused (of a grouped
+        message, the value whose rows cannot be)."""
         copy_rows, done = self._copy_rows, self._done
         try:
             rows = [(key, copy_rows[key](params)) if key in copy_rows else (key, params)
                     for key, params in rows if key not in done or params not in done[key]]
         except (ValueError, TypeError) as exc:  # UnicodeEncodeError: a lone surrogate
-            self.add_refused(source, f"could not be written: {describe(exc)}")
-            return
-        super().add_item(rows, source)
+            if split is not None:
+                return self.each_value(split)
+            return [Item([], source, f"could not be written: {describe(exc)}")]
+        return [Item(rows, source, split=split)]
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
@@ -117,7 +121,7 @@ class PostgresSink(BatchingSink[Statement]):
                           f"(LIKE {stmt.like} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
         columns = ", ".join(f'"{c}"' for c in stmt.columns)
         async with cur.copy(f"COPY {stmt.staging} ({columns}) FROM STDIN") as copy:
-            await copy.write(b"".join(rows))  # each row encoded by add_item
+            await copy.write(b"".join(rows))  # each row encoded by items()
         await cur.execute(stmt.merge)
 
     async def write_rejects(self, rejects: list[tuple[RejectSource, str]]) -> None:

@@ -23,8 +23,9 @@ from sinks.base import BatchingSink
 
 Version = tuple[int, int]
 """(offset of the record a value comes from, its position in that message)."""
-Change = tuple[str, str, dict, Version]
-"""(``"space"`` or ``"dpu"``, id, the JSON-able state, its version)."""
+Change = tuple[str, str, tuple, Version]
+"""(``"space"`` or ``"dpu"``, id, its counts as ``space_change`` or ``dpu_change`` give them,
+the version); made into JSON only for the newest change of a key (``payload``)."""
 
 WRITE_NEWER = """
 for i = 1, #ARGV, 3 do
@@ -51,28 +52,26 @@ def version_text(ver: Version) -> str:
 
 
 def space_change(space_id: str, count: int, updated_at: int | None, ver: Version) -> Change:
-    """What the mirror keeps of a space (instants in µs until written: see ``payload``)."""
-    return "space", space_id, {"space_id": space_id, "count": count,
-                               "updated_at": updated_at}, ver
+    """What the mirror keeps of a space (its instant in µs)."""
+    return "space", space_id, (count, updated_at), ver
 
 
 def dpu_change(dpu_id: str, ins: int, outs: int, last_event_at: int | None,
                ver: Version) -> Change:
-    """What the mirror keeps of a DPU (instants in µs until written: see ``payload``)."""
-    return "dpu", dpu_id, {"dpu_id": dpu_id, "ins": ins, "outs": outs, "net": ins - outs,
-                           "last_event_at": last_event_at}, ver
+    """What the mirror keeps of a DPU (its instant in µs)."""
+    return "dpu", dpu_id, (ins, outs, last_event_at), ver
 
 
-INSTANTS = {"space": "updated_at", "dpu": "last_event_at"}
-"""The field of each kind that holds an instant."""
-
-
-def payload(kind: str, state: dict) -> bytes:
+def payload(kind: str, ident: str, state: tuple) -> bytes:
     """A value as Redis keeps and publishes it: the JSON of the HTTP answers (``GET
     /spaces/{id}/count``, the counts of ``GET /dpus/{id}``), instants as ISO 8601 text.
-    Converted here, once per key and write, rather than for every change of a batch."""
-    field = INSTANTS[kind]
-    return orjson.dumps({**state, field: iso(state[field])})
+    Made here, once per key and write, rather than for every change of a batch."""
+    if kind == "space":
+        count, updated_at = state
+        return orjson.dumps({"space_id": ident, "count": count, "updated_at": iso(updated_at)})
+    ins, outs, last_event_at = state
+    return orjson.dumps({"dpu_id": ident, "ins": ins, "outs": outs, "net": ins - outs,
+                         "last_event_at": iso(last_event_at)})
 
 
 class RedisMirror(BatchingSink[Change]):
@@ -85,7 +84,7 @@ class RedisMirror(BatchingSink[Change]):
         super().__init__()
         self.redis_url = redis_url
         self.prefix = prefix
-        self._latest: dict[tuple[str, str], tuple[Version, dict]] = {}
+        self._latest: dict[tuple[str, str], tuple[Version, tuple]] = {}
         self._client: aioredis.Redis | None = None
         self._script = None
         self.synced: tuple[str, int] | None = None
@@ -115,7 +114,7 @@ class RedisMirror(BatchingSink[Change]):
             await self.reset()
             return None
 
-    def add_item(self, rows: list[Change], source=None) -> None:
+    def add_item(self, rows: list[Change], source=None, split=None) -> None:
         latest = self._latest
         for kind, ident, state, ver in rows:
             known = latest.get((kind, ident))
@@ -133,13 +132,13 @@ class RedisMirror(BatchingSink[Change]):
         self.stats.rows += len(latest)
         self.stats.pending = 0
 
-    async def write(self, latest: dict[tuple[str, str], tuple[Version, dict]]) -> None:
+    async def write(self, latest: dict[tuple[str, str], tuple[Version, tuple]]) -> None:
         client = self.client()
         for kind in ("space", "dpu"):
             args = []
             for (k, ident), (ver, state) in latest.items():
                 if k == kind:
-                    args += [ident, version_text(ver), payload(kind, state)]
+                    args += [ident, version_text(ver), payload(kind, ident, state)]
             if args:
                 await self._script(keys=list(self.keys(kind)), args=args, client=client)
 

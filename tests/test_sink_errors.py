@@ -82,3 +82,54 @@ def test_a_record_whose_rows_could_not_be_built_is_filed():
 
 def test_reasons_are_text_postgresql_can_store():
     assert printable("id 'a\x00b'\n") == "id 'a\\x00b'\\n"
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_grouped_message_refused_is_written_but_for_the_values_refused(seed):
+    """A grouped message's rows go to a sink as one item (``agents.sinks.each_value``); the
+    database refusing them splits them per value: only the bad values are filed, each with
+    its own value and key, and a value whose rows cannot be built is filed alone too."""
+    from types import SimpleNamespace
+
+    import orjson
+
+    from agents.sinks import each_value
+
+    rng = random.Random(seed)
+    first, second = FakeDatabase(), FakeDatabase()
+    broken = 0.05 if seed % 2 else 0.0  # even seeds: the grouped item itself is split
+    values = [{"row": f"{'bad' if rng.random() < 0.1 else 'ok'}-{i}",
+               "also": rng.random() < 0.5, "broken": rng.random() < broken}
+              for i in range(rng.randrange(1, 60))]
+
+    def build(value, ver):
+        if value["broken"]:
+            raise KeyError("ts")
+        return [(first, [value["row"]])] + ([(second, [f"ok-{ver[1]}"])] if value["also"] else [])
+
+    message = SimpleNamespace(topic="dpu-telemetry", partition=2, offset=41, timestamp=1.7e9,
+                              key=None, value=orjson.dumps([[f"k{i}", v]
+                                                            for i, v in enumerate(values)]))
+    each_value(message, build, first)
+    asyncio.run(first.flush())
+    asyncio.run(second.flush())
+    bad = [v for v in values if v["broken"] or v["row"].startswith("bad")]
+    assert first.written == [v["row"] for v in values if v not in bad], f"seed {seed}"
+    assert second.written == [f"ok-{i}" for i, v in enumerate(values)
+                              if v["also"] and not v["broken"]], f"seed {seed}"
+    assert sorted((s.raw["row"], s.key) for s, _ in first.filed) == sorted(
+        (v["row"], f"k{values.index(v)}") for v in bad), f"seed {seed}"
+    assert all(s.offset == 41 for s, _ in first.filed)
+
+
+def test_a_value_of_a_grouped_message_copy_cannot_encode_is_refused_alone():
+    from sinks.base import Item
+    from sinks.postgres import CopyMerge
+
+    sink = PostgresSink("t", "postgresql://unused", {
+        "x": CopyMerge("x_in", "x", ("a",), ("text",), "")})
+    good, bad = Item([("x", ("fine",))], source(1)), Item([("x", ("lone \ud800",))], source(2))
+    sink.add_item(good.rows + bad.rows, source(0), split=lambda: [good, bad])
+    assert [(i.source.offset, i.rows, bool(i.refused)) for i in sink._buffer] == [
+        (1, [("x", b"fine\n")], False), (2, [], True)]
+    assert "UnicodeEncodeError" in sink._buffer[1].refused
