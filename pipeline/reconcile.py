@@ -26,7 +26,13 @@ def pause_after(round_s: float, share: float) -> float:
     return round_s * (1 - share) / share
 
 
-async def reconcile_round(conn: psycopg.AsyncConnection, max_spaces: int = 200) -> int:
+ROUND_SPACES = 20
+"""Dirty spaces per round. After a burst each space has thousands of rows to recompute: a round
+of 200 kept PostgreSQL on a core for 5 s at a time, and the realtime path's latency rose while
+it lasted; shorter rounds spread the same share of the database's time evenly."""
+
+
+async def reconcile_round(conn: psycopg.AsyncConnection, max_spaces: int = ROUND_SPACES) -> int:
     """One round over up to ``max_spaces`` dirty spaces; returns how many it recomputed.
 
     The round runs in the database (``dpu_reconcile_round``, schema/007), one short
