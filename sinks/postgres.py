@@ -83,7 +83,7 @@ class PostgresSink(BatchingSink[Statement]):
                     for key, params in rows if key not in done or params not in done[key]]
         except (ValueError, TypeError) as exc:  # UnicodeEncodeError: a lone surrogate
             if split is not None:
-                return self.each_value(split)
+                return self.value_items(split)
             return [Item([], source, f"could not be written: {describe(exc)}")]
         return [Item(rows, source, split=split)]
 
