@@ -191,13 +191,25 @@ def source_of(message: Message, raw: Any = None) -> RejectSource:
                         log_key(message.key))
 
 
+def unreadable(exc: Exception) -> str:
+    """The reason filed with an input record whose rows cannot be built."""
+    return f"could not be read: {describe(exc)}"
+
+
+def rows_or_reason(build: Callable[[], Rows]) -> Rows | str:
+    """The rows ``build`` makes of one input record, or why it cannot make them."""
+    try:
+        return build()
+    except Exception as exc:
+        return unreadable(exc)
+
+
 def add_rows(source: Source, build: Callable[[], Rows], refused_to: BatchingSink) -> None:
     """Buffer the rows ``build`` makes of one input record; one it cannot make rows of is
     refused (filed by ``refused_to``), and the records around it go on."""
-    try:
-        parts = build()
-    except Exception as exc:
-        refused_to.add_refused(source, f"could not be read: {describe(exc)}")
+    parts = rows_or_reason(build)
+    if isinstance(parts, str):
+        refused_to.add_refused(source, parts)
         return
     for sink, rows in parts:
         sink.add_item(rows, source)
@@ -217,7 +229,7 @@ def each_value(message: Message, build: Callable[[Any, tuple[int, int]], Rows],
     try:
         pairs = orjson.loads(message.value)
     except orjson.JSONDecodeError as exc:
-        refused_to.add_refused(source_of(message), f"could not be read: {describe(exc)}")
+        refused_to.add_refused(source_of(message), unreadable(exc))
         return
     offset = message.offset
     grouped: dict[BatchingSink, list] = {}
@@ -246,12 +258,11 @@ def values_of(message: Message, build: Callable[[Any, tuple[int, int]], Rows],
     items: list[Item] = []
     for i, (key, value) in enumerate(orjson.loads(message.value)):
         source = (base, value, key)
-        try:
-            parts = build(value, (offset, i))
-        except Exception as exc:
-            items.append(Item([], source, f"could not be read: {describe(exc)}"))
-            continue
-        items.append(Item([row for to, rows in parts if to is sink for row in rows], source))
+        parts = rows_or_reason(lambda: build(value, (offset, i)))
+        if isinstance(parts, str):
+            items.append(Item([], source, parts))
+        else:
+            items.append(Item([row for to, rows in parts if to is sink for row in rows], source))
     return items
 
 
