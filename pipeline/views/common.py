@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from aiohttp import web
 from faust.web import Response, View
 from psycopg_pool import AsyncConnectionPool
@@ -41,6 +43,40 @@ def ident(value: str, name: str) -> str:
     except Invalid as exc:
         raise BadParameter(str(exc)) from None
     return value
+
+
+NOT_LOCATED = ("this worker cannot tell yet which worker holds that key (it is starting, or "
+               "the group is rebalancing); try again")
+
+
+def locatable(table, key: str) -> bool:
+    """Whether Faust's router can name the worker that holds ``key`` in ``table``."""
+    try:
+        app.router.key_store(table.name, key)
+    except (KeyError, TypeError):  # no assignment yet; the Kafka client lacks the partitions
+        return False
+    return True
+
+
+def table_route(table, *, match_info: str | None = None, query_param: str | None = None):
+    """``app.table_route`` that answers 503 while the key's worker cannot be named yet.
+
+    Faust's router maps an unknown assignment to its own error, but before the Kafka client
+    has the table's partitions it failed with a TypeError inside the client: a count asked of
+    a worker that was starting got a 500 and a traceback.
+    """
+    def decorate(fun):
+        routed = app.table_route(table=table, match_info=match_info,
+                                 query_param=query_param)(fun)
+
+        @functools.wraps(fun)
+        async def get(view: View, request, *args, **kwargs) -> Response:
+            key = request.match_info[match_info] if match_info else request.query[query_param]
+            if not locatable(table, key):
+                return error(view, 503, NOT_LOCATED)
+            return await routed(view, request, *args, **kwargs)
+        return get
+    return decorate
 
 
 _pool: list[AsyncConnectionPool] = []

@@ -10,7 +10,7 @@ import psycopg
 from faust.web import Request, Response, View
 
 from pipeline.app import app
-from pipeline.views.common import BadParameter, error, ident, instant
+from pipeline.views.common import BadParameter, error, ident, instant, table_route
 from pipeline.views.dashboard import dashboard
 from pipeline.views.history import count_or_none
 from pipeline.views.ingest import deliver, faust_send, posted_items, record, validate
@@ -42,7 +42,7 @@ class RealtimeCompat(View):
             return await self.as_of(request)
         return await self.routed(request)
 
-    @app.table_route(table=spaces, query_param="space")
+    @table_route(spaces, query_param="space")
     async def routed(self, request: Request) -> Response:
         return self.json({"status": "OK", "count": realtime_count(request.query["space"])})
 

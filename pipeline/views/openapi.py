@@ -118,7 +118,7 @@ def document() -> dict[str, Any]:
             errors=(400, 503))},
         "/dpus/{dpu_id}": {"get": _op("One DPU's counts, placement and health",
                                       _json(_ref("Sensor"), "the DPU"), params=[DPU],
-                                      errors=(404,))},
+                                      errors=(404, 503))},
         "/events": {"post": _op("Publish events (a JSON object, array or NDJSON)", ACCEPTED,
                                 body={"oneOf": [_ref("Event"), {"type": "array",
                                                                 "items": _ref("Event")}]},

@@ -10,7 +10,7 @@ from pipeline import health
 from pipeline.app import app, cfg
 from pipeline.timeutil import iso, now_us
 from pipeline.views import cluster, history
-from pipeline.views.common import error
+from pipeline.views.common import error, table_route
 from pipeline.views.sensors import reject_counts
 from tables.faust_tables import dpus, items, load, paced, spaces
 from tables.space_state import SpaceState
@@ -56,7 +56,7 @@ class SpaceCountView(View):
             return await history.count_view(self, request, space_id)
         return await self.realtime(request, space_id=space_id)
 
-    @app.table_route(table=spaces, match_info="space_id")
+    @table_route(spaces, match_info="space_id")
     async def realtime(self, request: Request, space_id: str) -> Response:
         value = load(spaces, space_id)
         if value is None:
@@ -66,7 +66,7 @@ class SpaceCountView(View):
 
 @app.page("/dpus/{dpu_id}")
 class DpuView(View):
-    @app.table_route(table=dpus, match_info="dpu_id")
+    @table_route(dpus, match_info="dpu_id")
     async def get(self, request: Request, dpu_id: str) -> Response:
         value = load(dpus, dpu_id)
         if value is None:
