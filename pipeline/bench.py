@@ -7,21 +7,26 @@ database of its own; each figure is measured in this run, none is assumed.
 from __future__ import annotations
 
 import asyncio
+import errno
 import http.client
 import random
 import shutil
+import socket
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import orjson
 import psycopg
 from aiokafka import AIOKafkaConsumer
+from psycopg.conninfo import make_conninfo
 
 from pipeline import history, simulate
+from pipeline.db import connect
 from pipeline.demo import fresh_database
 from pipeline.dev.worker_process import WorkerProcess
 from pipeline.producer import publish, start_producer
@@ -284,14 +289,58 @@ class Workers:
         return max([self._peak_rss_mib, *running])
 
 
+BENCH_LOCK = 0x64707562  # "dpub": one bench at a time per PostgreSQL server
+BENCH_DATABASE = "dpu_bench"
+
+
+@contextmanager
+def one_run_at_a_time(settings: Settings, ports: list[int]) -> Iterator[None]:
+    """Hold the server's bench lock for the run; refuse at once, in one line, when another run
+    holds it or a port the run's workers need is taken.
+
+    Every run recreates the same database and gives its workers the same ports: a second run
+    started meanwhile dropped the first one's database under it (a traceback mid-run).
+    """
+    with connect(make_conninfo(settings.database_url, dbname="postgres"),
+                  autocommit=True) as conn:
+        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (BENCH_LOCK,)).fetchone()[0]:
+            raise BenchFailed("another dpu bench is running against this PostgreSQL server "
+                              f"(each run recreates its {BENCH_DATABASE} database): wait for "
+                              "it to end")
+        for port in ports:
+            if not port_free(settings.web_host, port):
+                raise BenchFailed(f"port {port} on {settings.web_host} is in use, and the "
+                                  "bench's worker needs it: stop what holds it or set "
+                                  "DPU_WEB_PORT (the bench uses DPU_WEB_PORT + 17 on)")
+        yield  # the lock goes with the connection
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
 def run_bench(base: Settings, size: BenchSize, say: Callable[[str], None],
               n_workers: int = 1) -> dict[str, Any]:
+    with one_run_at_a_time(base, [base.web_port + 17 + i for i in range(n_workers)]):
+        return _run_bench(base, size, say, n_workers)
+
+
+def _run_bench(base: Settings, size: BenchSize, say: Callable[[str], None],
+               n_workers: int) -> dict[str, Any]:
     n_events, n_dpus, n_spaces, history_rows = (size.events, size.dpus, size.spaces,
                                                 size.history_rows)
     run = f"bench-{uuid.uuid4().hex[:6]}"
     settings = base.with_(topic_prefix=f"{run}-", app_id=f"dpu-{run}",
                           state_dir=base.state_dir / run, web_port=base.web_port + 17,
-                          database_url=fresh_database(base.database_url, "dpu_bench"))
+                          database_url=fresh_database(base.database_url, BENCH_DATABASE))
     started_all = time.perf_counter()
     workers = Workers(settings, n_workers)
     result: dict[str, Any] = {"quick": size == QUICK}

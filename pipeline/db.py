@@ -18,7 +18,8 @@ class DatabaseUnavailable(RuntimeError):
     """PostgreSQL could not be reached or refused the connection."""
 
 
-def _connect(url: str, **kwargs) -> psycopg.Connection:
+def connect(url: str, **kwargs) -> psycopg.Connection:
+    """A connection to ``url``; one clear line (``DatabaseUnavailable``) when there is none."""
     try:
         return psycopg.connect(url, connect_timeout=5, **kwargs)
     except psycopg.OperationalError as exc:
@@ -32,7 +33,7 @@ def ensure_database(url: str) -> bool:
     params = conninfo_to_dict(url)
     name = params.get("dbname") or "postgres"
     admin = make_conninfo(url, dbname="postgres")
-    with _connect(admin, autocommit=True) as conn:
+    with connect(admin, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if exists:
             return False
@@ -55,7 +56,7 @@ def migrate(url: str, schema_dir: Path = SCHEMA_DIR) -> list[str]:
     """
     ensure_database(url)
     applied_now: list[str] = []
-    with _connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True) as conn:
         first = conn.execute("SHOW search_path").fetchone()[0].split(",")[0].strip().strip('"')
         if first and first != "$user":
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(first)))
