@@ -302,7 +302,7 @@ def one_run_at_a_time(settings: Settings, ports: list[int]) -> Iterator[None]:
     started meanwhile dropped the first one's database under it (a traceback mid-run).
     """
     with connect(make_conninfo(settings.database_url, dbname="postgres"),
-                  autocommit=True) as conn:
+                 autocommit=True) as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s)", (BENCH_LOCK,)).fetchone()[0]:
             raise BenchFailed("another dpu bench is running against this PostgreSQL server "
                               f"(each run recreates its {BENCH_DATABASE} database): wait for "
