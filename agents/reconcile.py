@@ -9,11 +9,10 @@ import psycopg
 
 from pipeline.app import cfg, timer
 from pipeline.metrics import metrics
-from pipeline.reconcile import RoundSize, pause_after, reconcile_round
+from pipeline.reconcile import pause_after, reconcile_round
 
 log = logging.getLogger(__name__)
 _connection: list[psycopg.AsyncConnection] = []
-_round = RoundSize()
 
 
 @timer(interval=1.0, name="reconcile-space-counts")
@@ -25,17 +24,13 @@ async def reconcile_space_counts() -> None:
                 autocommit=True)]
         loop = asyncio.get_running_loop()
         while True:
-            started, counted = loop.time(), metrics.events_counted_so_far()
-            spaces = await reconcile_round(_connection[0], _round.spaces)
-            if not spaces:
+            started = loop.time()
+            if not await reconcile_round(_connection[0]):
                 break
-            _round.took(spaces, loop.time() - started)
             metrics.reconcile_rounds.inc()
             # A backlog of rounds (during a burst, every space dirty) keeps the database busy
-            # for at most its share of the time while events flow; fewer rounds also merge
-            # more marks each. Once none flow it catches up at full speed.
-            live = metrics.events_counted_so_far() != counted
-            await asyncio.sleep(pause_after(loop.time() - started, cfg.reconcile_share, live))
+            # for at most its share of the time; fewer rounds also merge more marks each.
+            await asyncio.sleep(pause_after(loop.time() - started, cfg.reconcile_share))
     except psycopg.Error as exc:  # the database is down: try again next tick
         log.warning("reconciliation skipped: %s", (str(exc).strip().splitlines() or [""])[0])
         if _connection:

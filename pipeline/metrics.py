@@ -165,10 +165,6 @@ class Metrics:
         for status in SENSOR_STATUSES:
             self.sensors.labels(status).set(0)
 
-    def events_counted_so_far(self) -> float:
-        """``dpu_events_counted_total`` as it stands."""
-        return self.events_counted.collect()[0].samples[0].value
-
     def set_sensor_statuses(self, counts: Mapping[str, int]) -> None:
         """Set ``dpu_sensors``: the number of DPUs per status; a status left out is 0."""
         unknown = set(counts) - set(SENSOR_STATUSES)

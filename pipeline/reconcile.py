@@ -20,40 +20,19 @@ MARK_DIRTY = ("ON CONFLICT (space_id) DO UPDATE SET since = LEAST(space_dirty.si
 instant and counts the times it was set, so a round can tell it was set again meanwhile."""
 
 
-def pause_after(round_s: float, share: float, live: bool = True) -> float:
+def pause_after(round_s: float, share: float) -> float:
     """The pause after a round of ``round_s`` seconds that leaves the reconciler ``share`` of
-    the time (``Settings.reconcile_share``) while events are being counted (``live``); none
-    when the worker counted nothing during the round: then no realtime count waits for it."""
-    return round_s * (1 - share) / share if live else 0.0
+    the time (``Settings.reconcile_share``)."""
+    return round_s * (1 - share) / share
 
 
-ROUND_S = 0.1
-"""How long a round should take. While a round runs PostgreSQL holds a core, which on a small
-host is half of what the realtime path has: a round of 20 spaces after a burst (thousands of
-rows each) took up to 1.15 s, and the probes sent meanwhile queued behind it. The pause after
-a round (``pause_after``) is proportional, so short rounds keep the same share of the time."""
-
-MAX_ROUND_SPACES = 200
+ROUND_SPACES = 20
+"""Dirty spaces per round. After a burst each space has thousands of rows to recompute: a round
+of 200 kept PostgreSQL on a core for 5 s at a time, and the realtime path's latency rose while
+it lasted; shorter rounds spread the same share of the database's time evenly."""
 
 
-class RoundSize:
-    """Dirty spaces per round, adapted to the time the last round took so that rounds last
-    about ``round_s``: a space's cost is the rows after its mark, from a few to thousands."""
-
-    def __init__(self, round_s: float = ROUND_S, first: int = 1,
-                 most: int = MAX_ROUND_SPACES) -> None:
-        self.round_s, self.most = round_s, most
-        self.spaces = first
-
-    def took(self, spaces: int, seconds: float) -> None:
-        """A round recomputed ``spaces`` in ``seconds``."""
-        if spaces <= 0:
-            return
-        per_space = max(seconds, 1e-6) / spaces
-        self.spaces = max(1, min(self.most, int(self.round_s / per_space)))
-
-
-async def reconcile_round(conn: psycopg.AsyncConnection, max_spaces: int = 20) -> int:
+async def reconcile_round(conn: psycopg.AsyncConnection, max_spaces: int = ROUND_SPACES) -> int:
     """One round over up to ``max_spaces`` dirty spaces; returns how many it recomputed.
 
     The round runs in the database (``dpu_reconcile_round``, schema/007), one short

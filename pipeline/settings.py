@@ -91,8 +91,8 @@ class Settings:
     """``min.insync.replicas`` of those topics: with ``acks=all``, writes fail rather than land
     on fewer replicas."""
     reconcile_share: float = 0.2
-    """Most of the database's time the reconciler takes while a backlog lasts and events are
-    being counted: after each round it pauses long enough for the live sinks to have the rest."""
+    """Most of the database's time the reconciler takes while a backlog lasts: after each round
+    it pauses long enough for the live sinks to have the rest."""
     silent_after_s: float = 3600.0
     """A DPU whose latest event is older than this is ``silent`` in sensor health."""
     kafka_extra: Mapping[str, str] = field(default_factory=dict)
