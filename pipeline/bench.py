@@ -291,6 +291,8 @@ class Workers:
 
 BENCH_LOCK = 0x64707562  # "dpub": one bench at a time per PostgreSQL server
 BENCH_DATABASE = "dpu_bench"
+WORKER_PORT_OFFSET = 17
+"""The run's first worker listens on ``DPU_WEB_PORT`` + this, the next ones on the ports after."""
 
 
 @contextmanager
@@ -311,7 +313,8 @@ def one_run_at_a_time(settings: Settings, ports: list[int]) -> Iterator[None]:
             if not port_free(settings.web_host, port):
                 raise BenchFailed(f"port {port} on {settings.web_host} is in use, and the "
                                   "bench's worker needs it: stop what holds it or set "
-                                  "DPU_WEB_PORT (the bench uses DPU_WEB_PORT + 17 on)")
+                                  "DPU_WEB_PORT (the bench uses DPU_WEB_PORT + "
+                                  f"{WORKER_PORT_OFFSET} on)")
         yield  # the lock goes with the connection
 
 
@@ -329,7 +332,8 @@ def port_free(host: str, port: int) -> bool:
 
 def run_bench(base: Settings, size: BenchSize, say: Callable[[str], None],
               n_workers: int = 1) -> dict[str, Any]:
-    with one_run_at_a_time(base, [base.web_port + 17 + i for i in range(n_workers)]):
+    first_port = base.web_port + WORKER_PORT_OFFSET
+    with one_run_at_a_time(base, [first_port + i for i in range(n_workers)]):
         return _run_bench(base, size, say, n_workers)
 
 
@@ -339,7 +343,8 @@ def _run_bench(base: Settings, size: BenchSize, say: Callable[[str], None],
                                                 size.history_rows)
     run = f"bench-{uuid.uuid4().hex[:6]}"
     settings = base.with_(topic_prefix=f"{run}-", app_id=f"dpu-{run}",
-                          state_dir=base.state_dir / run, web_port=base.web_port + 17,
+                          state_dir=base.state_dir / run,
+                          web_port=base.web_port + WORKER_PORT_OFFSET,
                           database_url=fresh_database(base.database_url, BENCH_DATABASE))
     started_all = time.perf_counter()
     workers = Workers(settings, n_workers)
