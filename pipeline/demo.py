@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 import orjson
-import psycopg
 import redis
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from pipeline.db import connect
 from pipeline.dev.services import all_services
 from pipeline.dev.worker_process import WorkerProcess
 from pipeline.files import read_events, read_placements, read_resets
@@ -26,7 +26,7 @@ DEMO_DATA = demo_dir()
 
 def fresh_database(url: str, name: str) -> str:
     """Drop and recreate database ``name`` on the server of ``url``; returns its URL."""
-    with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
+    with connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     params = conninfo_to_dict(url)
@@ -62,7 +62,7 @@ def run_demo(base: Settings, data_dir: str | None) -> None:
         elapsed = time.perf_counter() - started
         status, body = worker.get_json("/spaces")
         mirror = redis.from_url(settings.redis_url).hgetall(f"{settings.redis_prefix}spaces")
-        with psycopg.connect(settings.database_url) as conn:
+        with connect(settings.database_url) as conn:
             telemetry = conn.execute("SELECT count(*) FROM dpu_telemetry").fetchone()[0]
             attributions = conn.execute("SELECT count(*) FROM space_count").fetchone()[0]
         click.echo(f"counted and sunk in {elapsed:.1f} s")
