@@ -209,6 +209,18 @@ async def asof_queries(url: str, spaces: int, n: int) -> dict[str, float]:
     return percentiles(timings)
 
 
+def wait_reconciled(url: str, timeout_s: float, poll_s: float = 0.2) -> bool:
+    """Wait until no space is left to reconcile (``space_dirty`` empty); False past
+    ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    with connect(url, autocommit=True) as conn:
+        while conn.execute("SELECT EXISTS (SELECT 1 FROM space_dirty)").fetchone()[0]:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll_s)
+    return True
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -366,14 +378,24 @@ def _run_bench(base: Settings, size: BenchSize, say: Callable[[str], None],
         if not asyncio.run(wait_caught_up(settings, 3600, poll_s=0.2)):
             raise RuntimeError("the pipeline did not catch up")
         e2e = time.perf_counter() - t
+        caught_up = time.perf_counter()
         say(f"end to end: {n_events / e2e:.0f} events/s over {e2e:.1f} s")
         say("raw consume")
         raw = asyncio.run(raw_consume(settings, n_events))
         say(f"raw consume: {raw:.0f} events/s")
-        say("latency at a fixed rate")
         rate = size.latency_rate
+        say("latency at a fixed rate, while the burst's history is still being reconciled")
         lat = latency(settings, worker, f.dpus, rate, size.latency_s)
         say(f"latency: {lat}")
+        say("reconciliation: until no space is left to reconcile")
+        if not asyncio.run(wait_caught_up(settings, 600, poll_s=0.2)) or \
+                not wait_reconciled(settings.database_url, 1800):
+            raise RuntimeError("the pipeline did not reconcile the burst's history")
+        reconciled = time.perf_counter() - caught_up
+        say(f"reconciled {reconciled:.1f} s after the end-to-end phase caught up")
+        say("latency at a fixed rate, steady state (nothing left over from the burst)")
+        steady = latency(settings, worker, f.dpus, rate, size.latency_s)
+        say(f"latency, steady state: {steady}")
         say("rebuild: stop the workers, dpu replay, recount everything")
         # The latency phase's records must be sunk first, or replay (rightly) refuses.
         if not asyncio.run(wait_caught_up(settings, 600, poll_s=0.2)):
@@ -400,10 +422,13 @@ def _run_bench(base: Settings, size: BenchSize, say: Callable[[str], None],
             "e2e_events_per_s": round(n_events / e2e),
             "raw_consume_events_per_s": round(raw),
             "latency_ms": lat,
+            "reconciled_s": round(reconciled, 1),
+            "latency_steady_ms": steady,
             "asof_query_ms": {**asof, "history_rows": history_rows},
             "rebuild_s": round(rebuild, 1),
             "rebuild_phases_s": phases,
-            "rebuild_events": n_events + len(f.placements) + len(f.resets) + 1 + lat["sent"],
+            "rebuild_events": (n_events + len(f.placements) + len(f.resets) + 1 + lat["sent"]
+                               + steady["sent"]),
             "worker_peak_rss_mib": workers.peak_rss_mib(),
         })
     except RuntimeError as exc:  # a phase failed: its workers' logs are worth keeping
