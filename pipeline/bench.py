@@ -377,8 +377,8 @@ def _run_bench(base: Settings, size: BenchSize, say: Callable[[str], None],
         produced = time.perf_counter() - t
         if not asyncio.run(wait_caught_up(settings, 3600, poll_s=0.2)):
             raise RuntimeError("the pipeline did not catch up")
-        e2e = time.perf_counter() - t
         caught_up = time.perf_counter()
+        e2e = caught_up - t
         say(f"end to end: {n_events / e2e:.0f} events/s over {e2e:.1f} s")
         say("raw consume")
         raw = asyncio.run(raw_consume(settings, n_events))
@@ -390,7 +390,8 @@ def _run_bench(base: Settings, size: BenchSize, say: Callable[[str], None],
         say("reconciliation: until no space is left to reconcile")
         if not asyncio.run(wait_caught_up(settings, 600, poll_s=0.2)) or \
                 not wait_reconciled(settings.database_url, 1800):
-            raise RuntimeError("the pipeline did not reconcile the burst's history")
+            raise RuntimeError("the pipeline did not catch up with the latency phase and "
+                               "reconcile the burst's history")
         reconciled = time.perf_counter() - caught_up
         say(f"reconciled {reconciled:.1f} s after the end-to-end phase caught up")
         say("latency at a fixed rate, steady state (nothing left over from the burst)")
