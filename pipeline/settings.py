@@ -81,6 +81,10 @@ class Settings:
     fetch_max_wait_s: float = 0.05
     """Longest time the broker holds the worker's fetch for records (Faust fixes 1.5 s): while
     one is held, partitions left out of it are not fetched, so this bounds their extra delay."""
+    switch_interval_s: float = 0.001
+    """How long a worker's thread may hold the GIL while another waits for it (CPython's 5 ms
+    by default): the Kafka consumer runs in a thread of its own, and every fetched record
+    waits for it to get the GIL back from the busy event loop."""
     commit_interval_s: float = 0.5
     """How often the worker commits consumer offsets."""
     session_timeout_s: float = 30.0
@@ -102,6 +106,9 @@ class Settings:
         if not 0 < self.reconcile_share <= 1:
             raise SettingsError("DPU_RECONCILE_SHARE must be more than 0 and at most 1, got "
                                 f"{self.reconcile_share!r}")
+        if not self.switch_interval_s > 0:
+            raise SettingsError("DPU_SWITCH_INTERVAL_S must be more than 0, got "
+                                f"{self.switch_interval_s!r}")
 
     def topic(self, name: str) -> str:
         """The full name of a pipeline topic."""
@@ -147,6 +154,7 @@ class Settings:
             "DPU_COUNT_BATCH_SIZE": str(self.count_batch_size),
             "DPU_COUNT_BATCH_S": str(self.count_batch_s),
             "DPU_FETCH_MAX_WAIT_S": str(self.fetch_max_wait_s),
+            "DPU_SWITCH_INTERVAL_S": str(self.switch_interval_s),
             "DPU_COMMIT_INTERVAL_S": str(self.commit_interval_s),
             "DPU_SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "DPU_REPLICATION_FACTOR": str(self.replication_factor),
@@ -182,6 +190,7 @@ class Settings:
             count_batch_size=_int(env, "DPU_COUNT_BATCH_SIZE", d.count_batch_size),
             count_batch_s=_float(env, "DPU_COUNT_BATCH_S", d.count_batch_s),
             fetch_max_wait_s=_float(env, "DPU_FETCH_MAX_WAIT_S", d.fetch_max_wait_s),
+            switch_interval_s=_float(env, "DPU_SWITCH_INTERVAL_S", d.switch_interval_s),
             commit_interval_s=_float(env, "DPU_COMMIT_INTERVAL_S", d.commit_interval_s),
             session_timeout_s=_float(env, "DPU_SESSION_TIMEOUT_S", d.session_timeout_s),
             replication_factor=_int(env, "DPU_REPLICATION_FACTOR", d.replication_factor),

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import shutil
+import sys
 import time
 from typing import Callable, TypeVar
 
@@ -113,6 +114,18 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def share_the_gil(seconds: float) -> None:
+    """Let the Kafka consumer's thread have the GIL sooner (``Settings.switch_interval_s``).
+
+    Faust runs the consumer in a thread of its own; at CPython's 5 ms switch interval every
+    fetch waited up to that long, several times over, for the busy event loop to let go.
+    Measured in twelve alternated quick benches (2,000 events/s, both latency phases):
+    p50 217 -> 174 ms and p99 449 -> 349 ms (medians) at 1 ms; end to end 5,940 -> 5,697
+    events/s, within the machine's spread but lower in five pairs of six.
+    """
+    sys.setswitchinterval(seconds)
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     from pipeline.db import DatabaseUnavailable, migrate
     from pipeline.topics import ensure_topics
@@ -148,6 +161,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         settings.store_dir.mkdir(parents=True)
 
     tune_garbage_collector()
+    share_the_gil(settings.switch_interval_s)
     worker = Worker(app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner turns the root logger to DEBUG so that every debug record (one
     # per message produced) can spin it: a tenth of the worker's time. Workers run headless.
