@@ -117,11 +117,8 @@ def tune_garbage_collector() -> None:
 def share_the_gil(seconds: float) -> None:
     """Let the Kafka consumer's thread have the GIL sooner (``Settings.switch_interval_s``).
 
-    Faust runs the consumer in a thread of its own; at CPython's 5 ms switch interval every
-    fetch waited up to that long, several times over, for the busy event loop to let go.
-    Measured in twelve alternated quick benches (2,000 events/s, both latency phases):
-    p50 217 -> 174 ms and p99 449 -> 349 ms (medians) at 1 ms; end to end 5,940 -> 5,697
-    events/s, within the machine's spread but lower in five pairs of six.
+    Faust runs the consumer in a thread of its own; at CPython's 5 ms switch interval each
+    fetch result waited up to that long, several times over, for the busy event loop to let go.
     """
     sys.setswitchinterval(seconds)
 
