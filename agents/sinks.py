@@ -21,7 +21,8 @@ from agents.counting import BULK, EVENTS_TOPIC, PLACEMENTS_TOPIC, RESETS_TOPIC, 
     log_key, space_counts, telemetry
 from pipeline.app import app, cfg
 from pipeline.bulk_input import Batch
-from pipeline.history import SPACE_COUNT_COLUMNS, SPACE_COUNT_TYPES
+from pipeline.history import RECONCILED_COLUMNS, RECONCILED_TYPES, SPACE_COUNT_COLUMNS, \
+    SPACE_COUNT_TYPES
 from pipeline.inputs import kafka_us, read_placement, read_reset
 from pipeline.models import DailyReset, Placement, Reject, Reset
 from pipeline.reconcile import MARK_DIRTY
@@ -66,12 +67,14 @@ telemetry_sink = PostgresSink("dpu_telemetry", cfg.database_url, {
 
 space_count_sink = PostgresSink("space_count", cfg.database_url, {
     "space": REGISTER["space"],
-    # Only the rows really inserted feed the rollups and mark the space for
-    # reconciliation: a batch delivered twice changes nothing the second time.
+    # Only the rows really inserted feed the rollups, and of them only those not in time
+    # order mark the space for reconciliation: a batch delivered twice changes nothing the
+    # second time.
     "count": CopyMerge(
-        "space_count_in", "space_count", SPACE_COUNT_COLUMNS, SPACE_COUNT_TYPES,
+        "space_count_in", "space_count", SPACE_COUNT_COLUMNS + RECONCILED_COLUMNS,
+        SPACE_COUNT_TYPES + RECONCILED_TYPES,
         "WITH ins AS (INSERT INTO space_count SELECT * FROM space_count_in ON CONFLICT DO NOTHING "
-        "  RETURNING space_id, event_ts, delta, entries, exits), "
+        "  RETURNING space_id, event_ts, delta, entries, exits, count_reconciled), "
         "rollup AS (INSERT INTO space_count_hourly (space_id, hour, delta, entries, exits) "
         "  SELECT space_id, date_trunc('hour', event_ts, 'UTC'), sum(delta), sum(entries), "
         "  sum(exits) FROM ins GROUP BY 1, 2 ON CONFLICT (space_id, hour) DO UPDATE SET "
@@ -85,7 +88,7 @@ space_count_sink = PostgresSink("space_count", cfg.database_url, {
         "  entries = space_count_daily.entries + excluded.entries, "
         "  exits = space_count_daily.exits + excluded.exits) "
         "INSERT INTO space_dirty (space_id, since) SELECT space_id, min(event_ts) FROM ins "
-        "GROUP BY 1 " + MARK_DIRTY),
+        "WHERE count_reconciled IS NULL GROUP BY 1 " + MARK_DIRTY),
 }, once=REGISTRIES)
 
 rejects_sink = PostgresSink("dpu_rejects", cfg.database_url, {
@@ -294,8 +297,11 @@ async def sink_telemetry(stream):
 def count_rows(c: dict, ver: tuple[int, int]) -> Rows:
     if c["k"] in ("e", "c"):
         code, partition, offset, seq = c["src"]
+        # In time order, the row's reconciled count is its count (``SpaceState.in_time_order``).
+        in_order = c.get("in_order", False)
         rows = [("count", (c["space"], c["ts"], c["dpu"], c["d"], c["en"], c["ex"],
-                           c["count"], c["counted"], code, partition, offset, seq))]
+                           c["count"], c["counted"], code, partition, offset, seq,
+                           c["count"] if in_order else None, c["at"] if in_order else None))]
     else:
         rows = [("space", (c["space"],))]
     return [(space_count_sink, rows), (space_mirror, [space_change(c["space"], c["count"],

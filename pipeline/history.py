@@ -27,6 +27,10 @@ reconciled count comes after them)."""
 SPACE_COUNT_TYPES = ("text", "us", "text", "int", "int", "int", "int", "bool", "text", "int",
                      "int", "int")
 """Their types, as ``sinks.copy_text.CopyRow`` encodes them."""
+RECONCILED_COLUMNS = ("count_reconciled", "reconciled_at")
+RECONCILED_TYPES = ("int", "us")
+"""The reconciled count and when it was set, after them: written with the row when it is
+already known (the sink's rows in time order, every row of a rebuild), else by the reconciler."""
 
 HOUR_US = 3600 * US
 DAY_US = 24 * HOUR_US

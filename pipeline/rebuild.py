@@ -28,7 +28,7 @@ from psycopg.copy import QueuedLibpqWriter
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import topics
-from pipeline.history import SPACE_COUNT_COLUMNS
+from pipeline.history import RECONCILED_COLUMNS, SPACE_COUNT_COLUMNS
 from pipeline.kafka_auth import client_options
 from pipeline.recount import MemoryTables, collector_paused, recount
 from pipeline.settings import Settings
@@ -130,8 +130,8 @@ def reconciled(history: list[list], resets: dict[str, list[tuple[int, int]]]
 
 def space_count_lines(rows: list[tuple[list, int]], at: int) -> Iterator[bytes]:
     """History rows with their ``count_reconciled`` (``reconciled``) and ``reconciled_at``
-    (``at``) as COPY text, 10,000 at a time: what ``CopyRow((*SPACE_COUNT_TYPES, "int",
-    "us"))`` (the sink's encoder) makes of each, in half the time (one format per row, ids
+    (``at``) as COPY text, 10,000 at a time: what ``CopyRow((*SPACE_COUNT_TYPES,
+    *RECONCILED_TYPES))`` (the sink's encoder) makes of each, in half the time (one format per row, ids
     escaped once each, one encode per block). ``tests/test_recount.py`` checks both agree."""
     instant, texts = Instants(), {}
 
@@ -197,7 +197,7 @@ def write_history(url: str, history: list[list], say) -> None:
         with conn.cursor() as cur:
             cur.execute("TRUNCATE space_count, space_count_hourly, space_count_daily, "
                         "space_dirty")
-            columns = ", ".join((*SPACE_COUNT_COLUMNS, "count_reconciled", "reconciled_at"))
+            columns = ", ".join((*SPACE_COUNT_COLUMNS, *RECONCILED_COLUMNS))
             # Sent from a thread of psycopg's: the next rows are encoded meanwhile.
             with cur.copy(f"COPY space_count ({columns}) FROM STDIN",
                           writer=QueuedLibpqWriter(cur)) as copy:

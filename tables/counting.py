@@ -224,6 +224,7 @@ def on_delta(db: Store, space_id: str, delta: dict[str, Any], now: int) -> Outco
         return Outcome([_count_record(state, {"k": "known"})])
     ts, d = delta["ts"], delta["d"]
     counted = state.counts_at_realtime(ts)
+    in_order = state.in_time_order(ts)
     logged = state.add_delta(ts, d)
     if logged is not None:
         day, index = logged
@@ -233,7 +234,7 @@ def on_delta(db: Store, space_id: str, delta: dict[str, Any], now: int) -> Outco
     return Outcome([_count_record(state, {
         "k": delta["k"], "ts": ts, "d": d, "dpu": delta["dpu"],
         "en": delta.get("en", max(d, 0)), "ex": delta.get("ex", max(-d, 0)),
-        "src": delta["src"], "counted": counted})])
+        "src": delta["src"], "counted": counted, "in_order": in_order})])
 
 
 def _delta_applied(db: Store, state: SpaceState, delta: dict[str, Any]) -> bool:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import orjson
 
-from pipeline.timeutil import day_of
+from pipeline.timeutil import DAY_US, day_of
 
 
 DayLoader = Callable[[int, int], list[list]]
@@ -42,6 +42,9 @@ class SpaceState:
     applied: dict[str, list[int]] = field(default_factory=dict)
     """Highest ``[offset, seq]`` applied per source partition. Records above it are new; one at
     or below it may still be new (delivered out of order), which the caller checks exactly."""
+    latest: int | None = None
+    """Instant of the latest delta counted (None: none yet); for a state kept by an earlier
+    version, the end of its latest logged day, a bound as safe (see ``in_time_order``)."""
 
     def maybe_applied(self, source: str, offset: int, seq: int = 0) -> bool:
         last = self.applied.get(source)
@@ -56,6 +59,13 @@ class SpaceState:
         """Whether a delta at ``ts`` is after the latest reset (else the reset absorbed it)."""
         return self.reset_at is None or ts > self.reset_at
 
+    def in_time_order(self, ts: int) -> bool:
+        """Whether a delta at ``ts`` comes after every instant counted so far (deltas and the
+        latest reset): then ``count(S, ts)`` is the realtime count once it is applied, and its
+        history row needs no reconciliation. A delta at an instant already counted is not: rows
+        at one instant share its count."""
+        return self.counts_at_realtime(ts) and (self.latest is None or ts > self.latest)
+
     def add_delta(self, ts: int, delta: int) -> tuple[int, int] | None:
         """Apply one attributed delta.
 
@@ -65,6 +75,8 @@ class SpaceState:
         if not self.counts_at_realtime(ts):
             return None
         self.count += delta
+        if self.latest is None or ts > self.latest:
+            self.latest = ts
         entry = self.days.setdefault(day_of(ts), [0, 0])
         entry[0] += delta
         entry[1] += 1
@@ -93,7 +105,7 @@ class SpaceState:
     def to_value(self) -> dict[str, Any]:
         return {"c": self.count, "ra": self.reset_at, "rc": self.reset_count,
                 "d": [[day, total, n] for day, (total, n) in self.days.items()],
-                "u": self.updated_at, "a": self.applied}
+                "u": self.updated_at, "a": self.applied, "l": self.latest}
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.to_value())
@@ -102,6 +114,8 @@ class SpaceState:
     def from_value(cls, space_id: str, value: dict[str, Any] | None) -> "SpaceState":
         if not value:
             return cls(space_id)
-        return cls(space_id, value["c"], value["ra"], value["rc"],
-                   {day: [total, n] for day, total, n in value["d"]},
-                   value["u"], {k: list(v) for k, v in value["a"].items()})
+        days = {day: [total, n] for day, total, n in value["d"]}
+        latest = value["l"] if "l" in value else (
+            (max(days) + 1) * DAY_US - 1 if days else None)  # kept by an earlier version
+        return cls(space_id, value["c"], value["ra"], value["rc"], days, value["u"],
+                   {k: list(v) for k, v in value["a"].items()}, latest)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pipeline.models import DailyReset, DpuEvent, Placement, Reset, SpaceSign
 from pipeline.producer import route
-from pipeline.history import SPACE_COUNT_TYPES
+from pipeline.history import RECONCILED_TYPES, SPACE_COUNT_TYPES
 from pipeline.rebuild import Record, reconciled, space_count_lines
 from pipeline.recount import count_events, count_events_one_by_one, recount
 from pipeline.settings import Settings
@@ -116,7 +116,7 @@ def test_the_rebuilds_history_lines_are_what_the_sinks_encoder_makes():
                 rng.randrange(10**6), rng.randrange(40)]
                for d in (rng.choice([1, -1, 2, -2]) for _ in range(25_000))]
     counts = [rng.randrange(100) for _ in history]
-    encode = CopyRow((*SPACE_COUNT_TYPES, "int", "us"))
+    encode = CopyRow((*SPACE_COUNT_TYPES, *RECONCILED_TYPES))
     blocks = list(space_count_lines(list(zip(history, counts)), NOW))
     assert len(blocks) == 3
     assert b"".join(blocks) == b"".join(encode((*row, count, NOW))

@@ -1,6 +1,7 @@
 """Placement lookup and the per-space count logic against the reference definition."""
 
 import random
+import pytest
 
 from pipeline.models import DpuEvent, Placement, Reset, SpaceSign
 from pipeline.timeutil import US, parse_ts
@@ -218,3 +219,70 @@ def test_of_two_placements_for_one_instant_the_later_record_wins_in_any_order():
     assert again.redelivered
     out = counting.on_event(db, DpuEvent("d", 5, 1, None), counting.Source(0, 3))
     assert [o.key for o in out.out if o.topic == counting.DELTAS] == ["B"]
+
+
+def count_at(deltas: list[tuple[int, int]], resets: list[tuple[int, int]], at: int) -> int:
+    """SPEC §2 over plain lists: the latest reset at or before ``at`` (of two at one instant,
+    the one applied last) plus the deltas after it."""
+    base_at, base = None, 0
+    for r_at, c in resets:
+        if r_at <= at and (base_at is None or r_at >= base_at):
+            base_at, base = r_at, c
+    return base + sum(d for ts, d in deltas if ts <= at and (base_at is None or ts > base_at))
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_rows_in_time_order_and_marks_keep_every_reconciled_count_right(seed):
+    """The history as the sink and the reconciler keep it: a delta ``in_time_order`` gets its
+    row with the realtime count after it as its reconciled count; any other delta, and any
+    reset, marks the space from its instant, and a round (at random moments) recomputes the
+    rows from the mark on. After a last round every row holds ``count(S, its instant)``;
+    deltas and resets arrive in any order, several at one instant."""
+    rng = random.Random(seed)
+    instants = [T0 + rng.randrange(3 * 86400 * US) for _ in range(6)]
+    state, logs = SpaceState("A"), {}
+    deltas: list[tuple[int, int]] = []
+    resets: list[tuple[int, int]] = []
+    rows: list[list] = []  # [instant, reconciled count or None]
+    mark: int | None = None
+
+    def round_() -> None:
+        for row in rows:
+            if mark is not None and row[0] >= mark:
+                row[1] = count_at(deltas, resets, row[0])
+
+    for _ in range(rng.randrange(1, 40)):
+        state = SpaceState.from_value("A", state.to_value())
+        ts = rng.choice(instants) + rng.choice((0, 0, rng.randrange(US)))
+        if rng.random() < 0.15:
+            resets.append((ts, rng.randrange(20)))
+            for day, _ in state.add_reset(ts, resets[-1][1], lambda d, n: logs[d][:n]):
+                del logs[day]
+            mark = ts if mark is None else min(mark, ts)
+        else:
+            d = rng.choice((1, -1))
+            in_order = state.in_time_order(ts)
+            logged = state.add_delta(ts, d)
+            deltas.append((ts, d))
+            if logged is not None:
+                logs.setdefault(logged[0], []).append([ts, d])
+            rows.append([ts, state.count if in_order else None])
+            if not in_order:
+                mark = ts if mark is None else min(mark, ts)
+        if rng.random() < 0.2:
+            round_()
+            mark = None
+    round_()
+    assert [r[1] for r in rows] == [count_at(deltas, resets, r[0]) for r in rows], \
+        f"seed {seed}: rerun with pytest tests/test_state.py -k 'reconciled_count_right and {seed}]'"
+
+
+def test_a_state_kept_by_an_earlier_version_bounds_its_latest_instant_by_its_last_day():
+    state = SpaceState("A")
+    state.add_delta(T0 + 5, 1)
+    value = state.to_value()
+    del value["l"]
+    old = SpaceState.from_value("A", value)
+    assert not old.in_time_order(T0 + 6)  # within its last day: not known to be later
+    assert old.in_time_order((day_of(T0) + 1) * 86400 * US)
+    assert SpaceState.from_value("A", state.to_value()).in_time_order(T0 + 6)
