@@ -273,8 +273,9 @@ def test_rows_in_time_order_and_marks_keep_every_reconciled_count_right(seed):
             round_()
             mark = None
     round_()
+    rerun = f"pytest tests/test_state.py -k 'reconciled_count_right and [{seed}]'"
     assert [r[1] for r in rows] == [count_at(deltas, resets, r[0]) for r in rows], \
-        f"seed {seed}: rerun with pytest tests/test_state.py -k 'reconciled_count_right and {seed}]'"
+        f"seed {seed}: rerun with {rerun}"
 
 
 def test_a_state_kept_by_an_earlier_version_bounds_its_latest_instant_by_its_last_day():
