@@ -6,6 +6,7 @@ can build its own without touching ``os.environ`` behind anyone's back.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -106,9 +107,10 @@ class Settings:
         if not 0 < self.reconcile_share <= 1:
             raise SettingsError("DPU_RECONCILE_SHARE must be more than 0 and at most 1, got "
                                 f"{self.reconcile_share!r}")
-        if not self.switch_interval_s > 0:
-            raise SettingsError("DPU_SWITCH_INTERVAL_S must be more than 0, got "
-                                f"{self.switch_interval_s!r}")
+        if not (self.switch_interval_s > 0 and math.isfinite(self.switch_interval_s)):
+            # CPython takes an infinite interval without a word and reads it back as 0.0.
+            raise SettingsError("DPU_SWITCH_INTERVAL_S must be a finite number more than 0, "
+                                f"got {self.switch_interval_s!r}")
 
     def topic(self, name: str) -> str:
         """The full name of a pipeline topic."""

@@ -18,7 +18,7 @@ def test_the_default_is_shorter_than_cpythons_and_reaches_child_workers():
     assert Settings.from_env(custom.to_env()).switch_interval_s == 0.005
 
 
-@pytest.mark.parametrize("raw", ["0", "-0.001"])
+@pytest.mark.parametrize("raw", ["0", "-0.001", "nan", "inf"])
 def test_an_interval_that_is_not_positive_is_refused_with_its_variable_named(raw):
     with pytest.raises(SettingsError, match="DPU_SWITCH_INTERVAL_S"):
         Settings.from_env({"DPU_SWITCH_INTERVAL_S": raw})
