@@ -77,8 +77,10 @@ class Settings:
     """Longest time a sink holds a non-empty batch before writing it."""
     count_batch_size: int = 5000
     """Most records a counting agent takes in one batch."""
-    count_batch_s: float = 0.01
-    """Longest time a counting agent waits to fill a batch (bounds the realtime latency)."""
+    count_batch_s: float = 0.0
+    """Longest time a counting agent waits for more records once a batch has one. 0: a batch
+    takes the records that have arrived, and those that arrive while it is counted make the
+    next one larger (waiting left the agent idle while records queued behind it)."""
     fetch_max_wait_s: float = 0.05
     """Longest time the broker holds the worker's fetch for records (Faust fixes 1.5 s): while
     one is held, partitions left out of it are not fetched, so this bounds their extra delay."""
