@@ -132,7 +132,8 @@ def space_count_lines(rows: list[tuple[list, int]], at: int) -> Iterator[bytes]:
     """History rows with their ``count_reconciled`` (``reconciled``) and ``reconciled_at``
     (``at``) as COPY text, 10,000 at a time: what ``CopyRow((*SPACE_COUNT_TYPES,
     *RECONCILED_TYPES))`` (the sink's encoder) makes of each, in half the time (one format
-    per row, ids escaped once each, one encode per block). ``tests/test_recount.py`` checks both agree."""
+    per row, ids escaped once each, one encode per block). ``tests/test_recount.py`` checks
+    both agree."""
     instant, texts = Instants(), {}
 
     def text_of(value: str) -> str:
