@@ -67,26 +67,30 @@ class Subscription:
         return messages
 
     async def batches(self, max_records: int, within_s: float) -> AsyncIterator[Batch]:
-        """Batches of at least one record: lists are added while the batch holds fewer than
-        ``max_records`` and until ``within_s`` after its first record."""
+        """Batches of at least one record, of the lists waiting (taken whole while the batch
+        holds fewer than ``max_records``), paced: a batch starts no sooner than ``within_s``
+        after the one before started, unless ``max_records`` are waiting. Under a backlog a
+        batch takes longer than that to apply, so the next starts at once; at a low rate the
+        records of ``within_s`` share one batch and its writes instead of a few each."""
         loop = asyncio.get_running_loop()
+        started = float("-inf")
         while True:
             while not self._lists:
                 self._changed.clear()
                 await self._changed.wait()
+            deadline = started + within_s
+            while self._buffered < max_records:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                self._changed.clear()
+                try:
+                    await asyncio.wait_for(self._changed.wait(), left)
+                except asyncio.TimeoutError:
+                    break
+            started = loop.time()
             batch = Batch(self._current(self._take()))
-            deadline = loop.time() + within_s
-            while len(batch) < max_records:
-                if not self._lists:
-                    left = deadline - loop.time()
-                    if left <= 0:
-                        break
-                    self._changed.clear()
-                    try:
-                        await asyncio.wait_for(self._changed.wait(), left)
-                    except asyncio.TimeoutError:
-                        break
-                    continue
+            while len(batch) < max_records and self._lists:
                 batch.extend(self._current(self._take()))
             if batch:
                 yield batch

@@ -77,10 +77,10 @@ class Settings:
     """Longest time a sink holds a non-empty batch before writing it."""
     count_batch_size: int = 5000
     """Most records a counting agent takes in one batch."""
-    count_batch_s: float = 0.0
-    """Longest time a counting agent waits for more records once a batch has one. 0: a batch
-    takes the records that have arrived, and those that arrive while it is counted make the
-    next one larger (waiting left the agent idle while records queued behind it)."""
+    count_batch_s: float = 0.01
+    """Shortest time between the starts of two batches of a counting agent; a batch starts
+    sooner when ``count_batch_size`` records are waiting. Unpaced at 2,000 events/s, each agent
+    counted 150 – 200 batches a second of a few records, each batch with its own writes."""
     fetch_max_wait_s: float = 0.05
     """Longest time the broker holds the worker's fetch for records (Faust fixes 1.5 s): while
     one is held, partitions left out of it are not fetched, so this bounds their extra delay."""
@@ -113,6 +113,9 @@ class Settings:
             # CPython takes an infinite interval without a word and reads it back as 0.0.
             raise SettingsError("DPU_SWITCH_INTERVAL_S must be a finite number more than 0, "
                                 f"got {self.switch_interval_s!r}")
+        if not (self.count_batch_s >= 0 and math.isfinite(self.count_batch_s)):
+            raise SettingsError("DPU_COUNT_BATCH_S must be a finite number of seconds, 0 or "
+                                f"more, got {self.count_batch_s!r}")
 
     def topic(self, name: str) -> str:
         """The full name of a pipeline topic."""
