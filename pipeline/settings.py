@@ -80,7 +80,7 @@ class Settings:
     count_batch_s: float = 0.01
     """Shortest time between the starts of two batches of a counting agent; a batch starts
     sooner when ``count_batch_size`` records are waiting. Unpaced at 2,000 events/s, each agent
-    counted 150 – 200 batches a second of a few records, each batch with its own writes."""
+    counted 110 – 220 batches a second of a few records, each batch with its own writes."""
     fetch_max_wait_s: float = 0.05
     """Longest time the broker holds the worker's fetch for records (Faust fixes 1.5 s): while
     one is held, partitions left out of it are not fetched, so this bounds their extra delay."""
