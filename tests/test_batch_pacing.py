@@ -28,7 +28,7 @@ def offsets(batch) -> list[int]:
     return [message.offset for message in batch]
 
 
-def test_records_arriving_within_the_interval_after_a_batch_started_join_the_next():
+def test_a_batch_waits_out_the_interval_after_the_one_before_started():
     async def scenario():
         sub = subscription()
         batches = sub.batches(max_records=100, within_s=5.0)
