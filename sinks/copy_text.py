@@ -14,6 +14,14 @@ from typing import Any, Callable, Sequence
 
 from pipeline.timeutil import US
 
+try:
+    from dpu_native import CopyEncoder as _Compiled  # sinks/native, built by scripts/setup
+except ImportError:
+    _Compiled = None
+COMPILED = _Compiled is not None
+"""The compiled encoder is installed: rows the Python one would encode the same way it
+encodes itself (``sinks/native``); every other row still goes to the Python one."""
+
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 NULL = "\\N"
 
@@ -60,7 +68,10 @@ class CopyRow:
 
     The encoder is one function generated for the types (as ``collections.namedtuple`` does):
     a row is encoded in about three quarters of the time a loop over per-column encoders took,
-    and the sinks encode several rows per event. A row of the wrong length raises ``ValueError``."""
+    and the sinks encode several rows per event. A row of the wrong length raises ``ValueError``.
+    With ``sinks/native`` installed, the compiled encoder takes the rows of plain values (str,
+    int, bool, bytes, None, instants 1970 - 9999) and hands it any other: the generated
+    function stays the definition (``tests/test_copy_text.py`` checks they agree)."""
 
     def __init__(self, types: Sequence[str]) -> None:
         self.types = tuple(types)
@@ -72,8 +83,12 @@ class CopyRow:
         scope: dict[str, Any] = {"NULL": NULL, "text": text, "bytea": bytea,
                                  "instant": Instants()}
         exec(source, scope)
-        self.encode: Callable[[Sequence[Any]], bytes] = scope["encode"]
-        """The generated function itself (a call less than the instance)."""
+        self.python_encode: Callable[[Sequence[Any]], bytes] = scope["encode"]
+        """The generated function: the definition of a row's line."""
+        self.encode: Callable[[Sequence[Any]], bytes] = (
+            self.python_encode if _Compiled is None
+            else _Compiled(list(self.types), self.python_encode))
+        """The encoder to call (a call less than the instance)."""
 
     def __call__(self, row: Sequence[Any]) -> bytes:
         return self.encode(row)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from sinks.copy_text import CopyRow, Instants
-from pipeline.timeutil import MAX_US, iso, parse_ts
+from hypothesis import given, settings, strategies as st
+
+from sinks.copy_text import COMPILED, CopyRow, Instants
+from pipeline.timeutil import MAX_US, US, iso, parse_ts
 
 
 def test_text_is_escaped_and_none_is_null():
@@ -31,3 +33,60 @@ def test_a_row_of_the_wrong_length_is_refused_not_cut():
         except ValueError:
             continue
         raise AssertionError(f"{row} was encoded")
+
+
+def test_the_compiled_encoder_is_installed():
+    assert COMPILED, ("dpu_native is not installed: scripts/setup builds it from sinks/native "
+                      "(it needs cargo: https://rustup.rs)")
+    assert CopyRow(("text",)).encode is not CopyRow(("text",)).python_encode
+
+
+def test_plain_rows_are_encoded_without_the_python_encoder():
+    from dpu_native import CopyEncoder
+
+    types = ("text", "int", "bool", "us", "bytea", "json")
+    compiled = CopyEncoder(list(types), lambda row: b"by the python encoder")
+    row = ("d-1\t", -2**63, False, parse_ts("2026-03-05T10:00:01.000250Z"), b"\x00", '{"a":1}')
+    assert compiled(row) == CopyRow(types).python_encode(row)
+    assert compiled(row) != b"by the python encoder"
+    assert compiled(("d-1", 2**63, False, 0, b"", "")) == b"by the python encoder"
+
+
+TYPES = ("text", "int", "bool", "us", "bytea", "json")
+values = {
+    "text": st.one_of(st.text(), st.sampled_from(["\ud800", "a\\b\tc\nd\re", "x\x00y", ""])),
+    "int": st.one_of(st.integers(-2**63, 2**63 - 1), st.integers(), st.booleans(),
+                     st.floats(allow_nan=False)),
+    "bool": st.one_of(st.booleans(), st.integers(-1, 2), st.text(max_size=1)),
+    "us": st.one_of(st.integers(0, MAX_US), st.integers(-10 * US, MAX_US + 10 * 86_400 * US),
+                    st.sampled_from([0, MAX_US, MAX_US + 1, -1, 951_782_400 * US])),
+    "bytea": st.one_of(st.binary(), st.text(max_size=3)),
+}
+values["json"] = values["text"]
+
+
+@st.composite
+def rows(draw):
+    types = draw(st.lists(st.sampled_from(TYPES), min_size=1, max_size=8))
+    row = [draw(st.none() | values[t]) for t in types]
+    shape = draw(st.sampled_from(["tuple", "list", "short", "long"]))
+    if shape == "short":
+        row = row[:-1]
+    elif shape == "long":
+        row = row + [None]
+    return types, (list(row) if shape == "list" else tuple(row))
+
+
+def outcome(encode, row):
+    try:
+        return encode(row)
+    except Exception as exc:
+        return type(exc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(rows())
+def test_the_compiled_encoder_writes_every_row_as_the_python_one(case):
+    types, row = case
+    encoder = CopyRow(types)
+    assert outcome(encoder.encode, row) == outcome(encoder.python_encode, row)
