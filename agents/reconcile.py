@@ -9,7 +9,7 @@ import psycopg
 
 from pipeline.app import cfg, timer
 from pipeline.metrics import metrics
-from pipeline.reconcile import pause_after, reconcile_round
+from pipeline.reconcile import ROUND_S, pause_after, reconcile_for, reconcile_round
 
 log = logging.getLogger(__name__)
 _connection: list[psycopg.AsyncConnection] = []
@@ -22,10 +22,11 @@ async def reconcile_space_counts() -> None:
             _connection[:] = [await psycopg.AsyncConnection.connect(
                 cfg.database_url, connect_timeout=5, application_name="dpu-reconcile",
                 autocommit=True)]
-        loop = asyncio.get_running_loop()
+        loop, conn = asyncio.get_running_loop(), _connection[0]
         while True:
             started = loop.time()
-            if not await reconcile_round(_connection[0]):
+            if not await reconcile_for(ROUND_S, lambda: reconcile_round(conn, max_spaces=1),
+                                       loop.time):
                 break
             metrics.reconcile_rounds.inc()
             # A backlog of rounds (during a burst, every space dirty) keeps the database busy
