@@ -37,6 +37,20 @@ class SettingsError(ValueError):
     """A configuration value a user set is unusable."""
 
 
+DURATIONS = {
+    "max_future_s": ("DPU_MAX_FUTURE_S", True),
+    "sink_flush_s": ("DPU_SINK_FLUSH_S", True),
+    "count_batch_s": ("DPU_COUNT_BATCH_S", True),
+    "fetch_max_wait_s": ("DPU_FETCH_MAX_WAIT_S", True),
+    "switch_interval_s": ("DPU_SWITCH_INTERVAL_S", False),
+    "commit_interval_s": ("DPU_COMMIT_INTERVAL_S", False),
+    "session_timeout_s": ("DPU_SESSION_TIMEOUT_S", False),
+    "silent_after_s": ("DPU_SILENT_AFTER_S", False),
+}
+"""Every duration setting: its variable, and whether 0 means something (no wait, no future
+allowed) rather than nothing at all."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Configuration of one deployment of the pipeline (SPEC §6)."""
@@ -109,13 +123,13 @@ class Settings:
         if not 0 < self.reconcile_share <= 1:
             raise SettingsError("DPU_RECONCILE_SHARE must be more than 0 and at most 1, got "
                                 f"{self.reconcile_share!r}")
-        if not (self.switch_interval_s > 0 and math.isfinite(self.switch_interval_s)):
-            # CPython takes an infinite interval without a word and reads it back as 0.0.
-            raise SettingsError("DPU_SWITCH_INTERVAL_S must be a finite number more than 0, "
-                                f"got {self.switch_interval_s!r}")
-        if not (self.count_batch_s >= 0 and math.isfinite(self.count_batch_s)):
-            raise SettingsError("DPU_COUNT_BATCH_S must be a finite number of seconds, 0 or "
-                                f"more, got {self.count_batch_s!r}")
+        for name, (variable, zero) in DURATIONS.items():
+            # Unchecked, a negative or infinite duration did something else without a word
+            # (CPython takes an infinite switch interval and reads it back as 0.0).
+            value = getattr(self, name)
+            if not (math.isfinite(value) and (value >= 0 if zero else value > 0)):
+                raise SettingsError(f"{variable} must be a finite number of seconds, "
+                                    f"{'0 or more' if zero else 'more than 0'}, got {value!r}")
 
     def topic(self, name: str) -> str:
         """The full name of a pipeline topic."""

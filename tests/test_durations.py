@@ -1,0 +1,33 @@
+"""Every duration setting (``DPU_*_S``) is checked alike: a user's bad value is one clear line."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pipeline.settings import DURATIONS, Settings, SettingsError
+
+
+def test_every_duration_setting_is_checked():
+    durations = {f.name for f in dataclasses.fields(Settings) if f.name.endswith("_s")}
+    assert durations == set(DURATIONS)
+    assert all(Settings.from_env({v: "7"}) != Settings() for v, _ in DURATIONS.values())
+
+
+@pytest.mark.parametrize("name", sorted(DURATIONS))
+@pytest.mark.parametrize("raw", ["-1", "nan", "inf", "-inf"])
+def test_a_negative_or_endless_duration_is_refused_with_its_variable_named(name, raw):
+    variable = DURATIONS[name][0]
+    with pytest.raises(SettingsError, match=f"^{variable} must be a finite number of seconds"):
+        Settings.from_env({variable: raw})
+
+
+@pytest.mark.parametrize("name", sorted(DURATIONS))
+def test_zero_is_taken_where_it_means_something(name):
+    variable, zero = DURATIONS[name]
+    if zero:
+        assert getattr(Settings.from_env({variable: "0"}), name) == 0
+    else:
+        with pytest.raises(SettingsError, match=f"^{variable} .* more than 0, got 0.0"):
+            Settings.from_env({variable: "0"})
