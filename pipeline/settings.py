@@ -90,7 +90,8 @@ class Settings:
     sink_flush_s: float = 0.2
     """Longest time a sink holds a non-empty batch before writing it."""
     count_batch_size: int = 5000
-    """Most records a counting agent takes in one batch."""
+    """Records a counting agent's batch stops taking more at: fetched lists are taken whole, so
+    a batch can hold more by part of one list."""
     count_batch_s: float = 0.01
     """Shortest time between the starts of two batches of a counting agent; a batch starts
     sooner when ``count_batch_size`` records are waiting. Unpaced at 2,000 events/s, each agent
