@@ -19,8 +19,8 @@ try:
 except ImportError:
     _Compiled = None
 COMPILED = _Compiled is not None
-"""The compiled encoder is installed: rows the Python one would encode the same way it
-encodes itself (``sinks/native``); every other row still goes to the Python one."""
+"""Whether ``sinks/native`` is installed: it then encodes the rows of plain values itself, byte
+for byte as the Python encoder would, and hands that one every other row."""
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 NULL = "\\N"
