@@ -38,17 +38,22 @@ class SettingsError(ValueError):
 
 
 DURATIONS = {
-    "max_future_s": ("DPU_MAX_FUTURE_S", True),
-    "sink_flush_s": ("DPU_SINK_FLUSH_S", True),
-    "count_batch_s": ("DPU_COUNT_BATCH_S", True),
-    "fetch_max_wait_s": ("DPU_FETCH_MAX_WAIT_S", True),
-    "switch_interval_s": ("DPU_SWITCH_INTERVAL_S", False),
-    "commit_interval_s": ("DPU_COMMIT_INTERVAL_S", False),
-    "session_timeout_s": ("DPU_SESSION_TIMEOUT_S", False),
-    "silent_after_s": ("DPU_SILENT_AFTER_S", False),
+    "max_future_s": True,
+    "sink_flush_s": True,
+    "count_batch_s": True,
+    "fetch_max_wait_s": True,
+    "switch_interval_s": False,
+    "commit_interval_s": False,
+    "session_timeout_s": False,
+    "silent_after_s": False,
 }
-"""Every duration setting: its variable, and whether 0 means something (no wait, no future
-allowed) rather than nothing at all."""
+"""Every duration setting (read from ``DPU_`` and its name in capitals), and whether 0 means
+something (no wait, no future allowed) rather than nothing at all."""
+
+
+def variable(name: str) -> str:
+    """The environment variable of a setting: ``max_future_s`` is ``DPU_MAX_FUTURE_S``."""
+    return f"DPU_{name.upper()}"
 
 
 @dataclass(frozen=True)
@@ -124,12 +129,12 @@ class Settings:
         if not 0 < self.reconcile_share <= 1:
             raise SettingsError("DPU_RECONCILE_SHARE must be more than 0 and at most 1, got "
                                 f"{self.reconcile_share!r}")
-        for name, (variable, zero) in DURATIONS.items():
+        for name, zero in DURATIONS.items():
             # Unchecked, a negative or infinite duration did something else without a word
             # (CPython takes an infinite switch interval and reads it back as 0.0).
             value = getattr(self, name)
             if not (math.isfinite(value) and (value >= 0 if zero else value > 0)):
-                raise SettingsError(f"{variable} must be a finite number of seconds, "
+                raise SettingsError(f"{variable(name)} must be a finite number of seconds, "
                                     f"{'0 or more' if zero else 'more than 0'}, got {value!r}")
 
     def topic(self, name: str) -> str:
