@@ -7,6 +7,9 @@ from hypothesis import given, settings, strategies as st
 from sinks.copy_text import COMPILED, CopyRow, Instants
 from pipeline.timeutil import MAX_US, US, iso, parse_ts
 
+TYPES = ("text", "int", "bool", "us", "bytea", "json")
+"""Every column type a row can have."""
+
 
 def test_text_is_escaped_and_none_is_null():
     row = CopyRow(("text", "int", "bool", "json", "bytea"))
@@ -44,15 +47,13 @@ def test_the_compiled_encoder_is_installed():
 def test_plain_rows_are_encoded_without_the_python_encoder():
     from dpu_native import CopyEncoder
 
-    types = ("text", "int", "bool", "us", "bytea", "json")
-    compiled = CopyEncoder(list(types), lambda row: b"by the python encoder")
+    compiled = CopyEncoder(list(TYPES), lambda row: b"by the python encoder")
     row = ("d-1\t", -2**63, False, parse_ts("2026-03-05T10:00:01.000250Z"), b"\x00", '{"a":1}')
-    assert compiled(row) == CopyRow(types).python_encode(row)
+    assert compiled(row) == CopyRow(TYPES).python_encode(row)
     assert compiled(row) != b"by the python encoder"
     assert compiled(("d-1", 2**63, False, 0, b"", "")) == b"by the python encoder"
 
 
-TYPES = ("text", "int", "bool", "us", "bytea", "json")
 values = {
     "text": st.one_of(st.text(), st.sampled_from(["\ud800", "a\\b\tc\nd\re", "x\x00y", ""])),
     "int": st.one_of(st.integers(-2**63, 2**63 - 1), st.integers(), st.booleans(),
