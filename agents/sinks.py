@@ -25,7 +25,7 @@ from pipeline.history import RECONCILED_COLUMNS, RECONCILED_TYPES, SPACE_COUNT_C
     SPACE_COUNT_TYPES
 from pipeline.inputs import kafka_us, read_placement, read_reset
 from pipeline.models import DailyReset, Placement, Reject, Reset
-from pipeline.reconcile import MARK_DIRTY
+from pipeline.reconcile import MARK_DIRTY, MARK_SPACE
 from pipeline.timeutil import clamped, from_us, now_us
 from sinks.base import BatchingSink, Item, RejectSource, Source, describe, printable
 from sinks.postgres import CopyMerge, PostgresSink
@@ -89,6 +89,9 @@ space_count_sink = PostgresSink("space_count", cfg.database_url, {
         "  exits = space_count_daily.exits + excluded.exits) "
         "INSERT INTO space_dirty (space_id, since) SELECT space_id, min(event_ts) FROM ins "
         "WHERE count_reconciled IS NULL GROUP BY 1 " + MARK_DIRTY),
+    # A reset marks its space here too, behind every row counted before it: the resets sink's
+    # mark can be taken before those rows land, and they carry the count before the reset.
+    "dirty": MARK_SPACE,
 }, once=REGISTRIES)
 
 rejects_sink = PostgresSink("dpu_rejects", cfg.database_url, {
@@ -127,7 +130,7 @@ resets_sink = PostgresSink("space_resets", cfg.database_url, {
     "space": REGISTER["space"],
     "reset": "INSERT INTO space_resets (space_id, at, count) VALUES (%s, %s, %s) "
              "ON CONFLICT (space_id, at) DO UPDATE SET count = excluded.count",
-    "dirty": "INSERT INTO space_dirty (space_id, since) VALUES (%s, %s) " + MARK_DIRTY,
+    "dirty": MARK_SPACE,
     "daily": "INSERT INTO space_daily_resets (space_id, local_time, tz, count, since) "
              "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (space_id) DO UPDATE SET local_time = "
              "excluded.local_time, tz = excluded.tz, count = excluded.count, "
@@ -304,6 +307,8 @@ def count_rows(c: dict, ver: tuple[int, int]) -> Rows:
                            c["count"] if in_order else None, c["at"] if in_order else None))]
     else:
         rows = [("space", (c["space"],))]
+        if c["k"] == "reset":
+            rows.append(("dirty", (c["space"], from_us(c["ts"]))))
     return [(space_count_sink, rows), (space_mirror, [space_change(c["space"], c["count"],
                                                                    c["at"], ver)])]
 

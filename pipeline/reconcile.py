@@ -21,6 +21,9 @@ MARK_DIRTY = ("ON CONFLICT (space_id) DO UPDATE SET since = LEAST(space_dirty.si
 """Ends a sink's ``INSERT INTO space_dirty (space_id, since)``: a mark keeps its earliest
 instant and counts the times it was set, so a round can tell it was set again meanwhile."""
 
+MARK_SPACE = "INSERT INTO space_dirty (space_id, since) VALUES (%s, %s) " + MARK_DIRTY
+"""Marks one space from one instant on (a sink's row ``(space_id, since)``)."""
+
 
 def pause_after(round_s: float, share: float) -> float:
     """The pause after a round of ``round_s`` seconds that leaves the reconciler ``share`` of

@@ -278,6 +278,90 @@ def test_rows_in_time_order_and_marks_keep_every_reconciled_count_right(seed):
         f"seed {seed}: rerun with {rerun}"
 
 
+@pytest.mark.parametrize("seed", range(500))
+def test_a_reset_written_before_the_rows_counted_before_it_still_reaches_them(seed):
+    """The two sinks land at their own pace: the counts sink writes the counting stage's
+    records in order (rows, and a mark for each reset), the resets sink writes each reset and
+    marks the space, possibly before the counts sink has landed the rows counted before it.
+    A round (at random moments) sees only what landed. Once all has landed and a last round
+    ran, every row holds ``count(S, its instant)``: the rows that landed after the resets
+    sink's mark was taken carry the count before the reset and need the counts sink's mark."""
+    rng = random.Random(seed)
+    state, logs, now = SpaceState("A"), {}, T0
+    stream: list[tuple] = []  # counting's output: ("row", ts, d, reconciled), ("reset", at)
+    resets_in: list[tuple[int, int]] = []  # the resets topic, as the resets sink reads it
+    landed_rows: list[list] = []  # [instant, delta, reconciled count or None]
+    landed_resets: list[tuple[int, int]] = []
+    marks: list[int] = []
+    written = resets_written = 0
+
+    def land() -> None:
+        nonlocal written, resets_written
+        if rng.random() < 0.3 and written < len(stream):
+            upto = rng.randrange(written + 1, len(stream) + 1)
+            for record in stream[written:upto]:
+                if record[0] == "row":
+                    landed_rows.append(list(record[1:]))
+                    if record[3] is None:
+                        marks.append(record[1])
+                else:
+                    marks.append(record[1])
+            written = upto
+        if rng.random() < 0.5 and resets_written < len(resets_in):
+            landed_resets.append(resets_in[resets_written])
+            marks.append(resets_in[resets_written][0])
+            resets_written += 1
+
+    def round_() -> None:
+        if marks:
+            since = min(marks)
+            deltas = [(ts, d) for ts, d, _ in landed_rows]
+            for row in landed_rows:
+                if row[0] >= since:
+                    row[2] = count_at(deltas, landed_resets, row[0])
+            marks.clear()
+
+    for _ in range(rng.randrange(1, 40)):
+        state = SpaceState.from_value("A", state.to_value())
+        now += rng.choice((0, rng.randrange(3600 * US)))  # mostly in time order, some late
+        ts = now if rng.random() < 0.8 else now - rng.choice((0, rng.randrange(86400 * US)))
+        if rng.random() < 0.15:
+            resets_in.append((ts, rng.randrange(20)))
+            for day, _ in state.add_reset(ts, resets_in[-1][1], lambda d, n: logs[d][:n]):
+                del logs[day]
+            stream.append(("reset", ts))
+        else:
+            d = rng.choice((1, -1))
+            in_order = state.in_time_order(ts)
+            logged = state.add_delta(ts, d)
+            if logged is not None:
+                logs.setdefault(logged[0], []).append([ts, d])
+            stream.append(("row", ts, d, state.count if in_order else None))
+        land()
+        if rng.random() < 0.3:
+            round_()
+    while written < len(stream) or resets_written < len(resets_in):
+        land()
+        if rng.random() < 0.3:
+            round_()
+    round_()
+    deltas = [(ts, d) for ts, d, _ in landed_rows]
+    rerun = f"pytest tests/test_state.py -k 'still_reaches_them and [{seed}]'"
+    assert [r[2] for r in landed_rows] == [count_at(deltas, resets_in, r[0])
+                                           for r in landed_rows], f"seed {seed}: rerun with {rerun}"
+
+
+def test_the_counts_sink_marks_the_space_of_each_reset_it_passes():
+    """The mark the model above needs from the counts sink (``agents.sinks.count_rows``)."""
+    from agents.sinks import count_rows, space_count_sink
+    from pipeline.timeutil import from_us
+
+    record = {"k": "reset", "space": "A", "ts": T0, "reset": 3, "count": 5, "at": T0 + 9,
+              "src": ["r", 0, 7, 0]}
+    sink, rows = count_rows(record, (0, 7))[0]
+    assert sink is space_count_sink and ("dirty", ("A", from_us(T0))) in rows
+
+
 def test_a_state_kept_by_an_earlier_version_bounds_its_latest_instant_by_its_last_day():
     state = SpaceState("A")
     state.add_delta(T0 + 5, 1)
