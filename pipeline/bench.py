@@ -123,12 +123,6 @@ def collector_paused() -> Iterator[None]:
 
 def latency(settings: Settings, worker: WorkerProcess, dpus: list[str], rate: float,
             seconds: float, probe_every: int = 20) -> dict[str, float]:
-    with collector_paused():
-        return _latency(settings, worker, dpus, rate, seconds, probe_every)
-
-
-def _latency(settings: Settings, worker: WorkerProcess, dpus: list[str], rate: float,
-             seconds: float, probe_every: int) -> dict[str, float]:
     """Produce→visible in the realtime view, at a fixed rate over the whole fleet.
 
     Events go to every DPU of the fleet in turn, handed to the Kafka client on schedule
@@ -137,6 +131,13 @@ def _latency(settings: Settings, worker: WorkerProcess, dpus: list[str], rate: f
     latency is the time from its send to the count showing it, while the rest of the fleet's
     events go through the same pipeline. ``rate_per_s`` is the rate achieved.
     """
+    with collector_paused():
+        return _latency(settings, worker, dpus, rate, seconds, probe_every)
+
+
+def _latency(settings: Settings, worker: WorkerProcess, dpus: list[str], rate: float,
+             seconds: float, probe_every: int) -> dict[str, float]:
+    """The phase itself (see ``latency``)."""
     n = int(rate * seconds)
     base = worker.get_json(f"/spaces/{PROBE_SPACE}/count")[1]["count"]
     sent_at: list[float] = []
