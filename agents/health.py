@@ -27,6 +27,11 @@ SCAN_INTERVAL_S = 10.0
 """How often the statuses are computed again (a change shows within this plus the quiet period)."""
 
 
+PUBLISH_CHUNK = 200
+"""Status changes sent to Redis in one pipeline: 2,000 DPUs heard from again at once (the bench's
+fleet, a site back online) were 2,000 commands packed in one go, 20–28 ms of the event loop."""
+
+
 def status_channel(prefix: str) -> str:
     """The Redis channel of DPU status changes."""
     return f"{prefix}dpu-status"
@@ -75,6 +80,16 @@ def _client() -> aioredis.Redis:
     return _redis[0]
 
 
+async def publish_changes(client: aioredis.Redis, channel: str, changes: list[dict],
+                          chunk: int = PUBLISH_CHUNK) -> None:
+    """Publish each change on ``channel`` in order, ``chunk`` commands per pipeline."""
+    for start in range(0, len(changes), chunk):
+        async with client.pipeline(transaction=False) as pipe:
+            for change in changes[start:start + chunk]:
+                pipe.publish(channel, orjson.dumps(change))
+            await pipe.execute()
+
+
 @timer(interval=SCAN_INTERVAL_S, name="dpu-health")
 async def scan_dpu_health() -> None:
     if app.rebalancing or not app.tables.recovery.completed.is_set():
@@ -88,10 +103,6 @@ async def scan_dpu_health() -> None:
     if not changes:
         return
     try:
-        channel = status_channel(cfg.redis_prefix)
-        async with _client().pipeline(transaction=False) as pipe:
-            for change in changes:
-                pipe.publish(channel, orjson.dumps(change))
-            await pipe.execute()
+        await publish_changes(_client(), status_channel(cfg.redis_prefix), changes)
     except (aioredis.RedisError, OSError) as exc:
         log.warning("could not publish %d DPU status change(s): %s", len(changes), exc)

@@ -47,6 +47,45 @@ def test_the_scan_counts_statuses_and_reports_changes_only_for_dpus_seen_before(
     assert watch.counts == {"ok": 0, "silent": 1, "never_seen": 2}
 
 
+
+class FakePipeline:
+    def __init__(self, sent: list) -> None:
+        self.sent, self.commands = sent, []
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        return None
+
+    def publish(self, channel: str, message: bytes) -> None:
+        self.commands.append((channel, orjson.loads(message)["dpu_id"]))
+
+    async def execute(self) -> None:
+        self.sent.append(self.commands)
+
+
+class FakeRedis:
+    def __init__(self) -> None:
+        self.sent: list[list] = []
+
+    def pipeline(self, transaction: bool):
+        assert transaction is False
+        return FakePipeline(self.sent)
+
+
+def test_status_changes_are_published_in_order_a_chunk_per_pipeline():
+    """A fleet heard from again at once is not one pipeline of thousands of commands, packed
+    while every record being counted waits."""
+    from agents.health import publish_changes
+
+    redis = FakeRedis()
+    changes = [{"dpu_id": f"d{i}", "status": "ok"} for i in range(450)]
+    asyncio.run(publish_changes(redis, "p-dpu-status", changes, chunk=200))
+    assert [len(commands) for commands in redis.sent] == [200, 200, 50]
+    assert [c for commands in redis.sent for c in commands] == \
+        [("p-dpu-status", f"d{i}") for i in range(450)]
+
 def test_series_as_csv():
     from pipeline.views.history import _file_name, series_csv
 
