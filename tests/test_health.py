@@ -47,7 +47,6 @@ def test_the_scan_counts_statuses_and_reports_changes_only_for_dpus_seen_before(
     assert watch.counts == {"ok": 0, "silent": 1, "never_seen": 2}
 
 
-
 class FakePipeline:
     def __init__(self, sent: list) -> None:
         self.sent, self.commands = sent, []
