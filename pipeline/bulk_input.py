@@ -252,13 +252,13 @@ async def drain(self: Consumer, fetcher, bulk: BulkInput) -> None:  # pragma: no
                                 await self._add_gap(tp, previous + 1, message.offset)
                             previous = message.offset
                         await _commit_if_due(self)
-                        if bulk.deliver_now(self, messages):
-                            set_read_offset(tp, messages[-1].offset)
-                            continue
-                        handed = bulk.deliver(self, messages)
+                        if not bulk.deliver_now(self, messages):
+                            await self.wait_first(bulk.deliver(self, messages),
+                                                  self.suspend_flow.wait())
                     else:
-                        handed = bulk_restore.restore(self.app, tp, messages, callback)
-                    await self.wait_first(handed, self.suspend_flow.wait())
+                        await self.wait_first(
+                            bulk_restore.restore(self.app, tp, messages, callback),
+                            self.suspend_flow.wait())
                     set_read_offset(tp, messages[-1].offset)
                     continue
                 for record in fetched:
