@@ -4,28 +4,16 @@ records of one interval share a batch; under a backlog a batch starts at once.""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import pytest
 
 from pipeline.bulk_input import Subscription
 from pipeline.settings import Settings, SettingsError
-
-GENERATION = 3
+from tests.bulk_fakes import fake_app, offsets, records
 
 
 def subscription() -> Subscription:
-    app = SimpleNamespace(consumer_generation_id=GENERATION,
-                          consumer=SimpleNamespace(_unacked_messages=set()))
-    return Subscription(app, "count-dpus", ["events"], max_buffered=1000)
-
-
-def records(*offsets: int) -> list:
-    return [SimpleNamespace(offset=o, generation_id=GENERATION) for o in offsets]
-
-
-def offsets(batch) -> list[int]:
-    return [message.offset for message in batch]
+    return Subscription(fake_app(), "count-dpus", ["events"], max_buffered=1000)
 
 
 def test_a_batch_waits_out_the_interval_after_the_one_before_started():

@@ -5,11 +5,9 @@ waits for room with ``deliver``)."""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 from pipeline.bulk_input import BulkInput
-
-GENERATION = 2
+from tests.bulk_fakes import fake_app, offsets, records
 
 
 class FakeConsumer:
@@ -20,16 +18,6 @@ class FakeConsumer:
         self.tracked.append(message.offset)
 
 
-def fake_app():
-    return SimpleNamespace(consumer_generation_id=GENERATION,
-                           consumer=SimpleNamespace(_unacked_messages=set()))
-
-
-def records(topic: str, *offsets: int) -> list:
-    return [SimpleNamespace(topic=topic, offset=o, generation_id=GENERATION, refcount=None)
-            for o in offsets]
-
-
 def two_readers_of_events(max_buffered: int = 100):
     bulk = BulkInput(fake_app())
     counting = bulk.subscribe("count-dpus", ["events", "placements"], max_buffered)
@@ -38,15 +26,14 @@ def two_readers_of_events(max_buffered: int = 100):
 
 
 async def first_batch(sub) -> list[int]:
-    batch = await asyncio.wait_for(anext(sub.batches(max_records=100, within_s=0)), 1)
-    return [message.offset for message in batch]
+    return offsets(await asyncio.wait_for(anext(sub.batches(max_records=100, within_s=0)), 1))
 
 
 def test_each_subscriber_of_the_topic_gets_the_records_at_once_tracked_once():
     async def scenario():
         bulk, counting, raw_log = two_readers_of_events()
         consumer = FakeConsumer()
-        messages = records("events", 5, 6, 7)
+        messages = records(5, 6, 7)
         assert bulk.deliver_now(consumer, messages) is True
         return consumer.tracked, [m.refcount for m in messages], \
             await first_batch(counting), await first_batch(raw_log)
@@ -60,7 +47,7 @@ def test_each_subscriber_of_the_topic_gets_the_records_at_once_tracked_once():
 def test_a_topic_read_by_one_subscriber_goes_to_that_one_only():
     async def scenario():
         bulk, counting, raw_log = two_readers_of_events()
-        messages = records("placements", 1)
+        messages = records(1, topic="placements")
         assert bulk.deliver_now(FakeConsumer(), messages)
         return messages[0].refcount, counting._buffered, raw_log._buffered
 
@@ -70,9 +57,9 @@ def test_a_topic_read_by_one_subscriber_goes_to_that_one_only():
 def test_nothing_is_handed_or_tracked_while_a_subscriber_is_full():
     async def scenario():
         bulk, counting, raw_log = two_readers_of_events(max_buffered=3)
-        raw_log.put_nowait(records("events", 1, 2, 3))  # the raw log's reader is behind
+        raw_log.put_nowait(records(1, 2, 3))  # the raw log's reader is behind
         consumer = FakeConsumer()
-        handed = bulk.deliver_now(consumer, records("events", 4))
+        handed = bulk.deliver_now(consumer, records(4))
         return handed, consumer.tracked, counting._buffered, raw_log._buffered
 
     assert asyncio.run(scenario()) == (False, [], 0, 3)
@@ -81,8 +68,8 @@ def test_nothing_is_handed_or_tracked_while_a_subscriber_is_full():
 def test_deliver_waits_for_room_then_hands_the_records_over():
     async def scenario():
         bulk, counting, raw_log = two_readers_of_events(max_buffered=3)
-        raw_log.put_nowait(records("events", 1, 2, 3))
-        handed = asyncio.ensure_future(bulk.deliver(FakeConsumer(), records("events", 4)))
+        raw_log.put_nowait(records(1, 2, 3))
+        handed = asyncio.ensure_future(bulk.deliver(FakeConsumer(), records(4)))
         await asyncio.sleep(0.01)
         waiting = not handed.done()
         taken = await first_batch(raw_log)  # the reader takes its records: room again
