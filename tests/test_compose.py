@@ -69,7 +69,7 @@ def test_data_lives_in_named_volumes():
 def test_images_are_pinned():
     images = [s["image"] for s in SERVICES.values() if "image" in s]
     images += re.findall(r"^FROM (\S+)", WORKER["build"]["dockerfile_inline"], re.M)
-    assert len(images) == 5
+    assert len(images) == 6
     for image in images:
         assert PINNED.match(image) and "latest" not in image, image
 
@@ -78,6 +78,14 @@ def test_the_worker_image_holds_the_wheel_not_the_source_tree():
     build = WORKER["build"]["dockerfile_inline"]
     assert "pip wheel" in build and " -e " not in build
     assert re.search(r"^FROM \S+$\nCOPY --from=\w+ /wheels", build, re.M)
+
+
+def test_the_worker_image_holds_the_compiled_encoder():
+    # Without it the sinks fall back to the Python encoder: the same bytes, ~4 µs an event slower.
+    build = WORKER["build"]["dockerfile_inline"]
+    assert re.search(r"^COPY sinks/native ", build, re.M)
+    assert re.search(r"maturin build --release --manifest-path \S+/Cargo.toml --out /wheels", build)
+    assert "--from=native /wheels" in build and 'import dpu_native' in build
 
 
 def test_workers_scale_without_port_conflicts():
