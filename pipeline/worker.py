@@ -101,8 +101,8 @@ of those, the whole heap every 20,000 at most (100 million allocations, as befor
 
 Each pause holds the event loop, and every event in flight waits for it: at 50,000 and 20, a
 young collection took 30-50 ms and a middle one 105-137 ms, the slowest probes of a latency
-phase. Here they take at most 12 and 25 ms, and the throughput is the same within the spread
-of runs."""
+phase. Here they take at most 12 and 25 ms, and the full bench's throughput is the same within
+the spread of runs."""
 
 
 def tune_garbage_collector() -> None:
